@@ -1,0 +1,52 @@
+# bucketgate: rate limiting for API Gateway REST APIs, on Upstash Redis.
+#
+#   make run     local API on :3000 (embedded Upstash-compatible store, demo keys)
+#   make test    the whole suite; installs redis-server and the npm test tools when missing
+#   make build   linux/arm64 bootstrap binaries for both functions (bin/<function>/bootstrap)
+#   make bench   benchmarks (numbers go to docs/BENCHMARKS.md)
+#
+# `sam build` calls build-AuthorizerFunction / build-PredictFunction with
+# ARTIFACTS_DIR set (BuildMethod: makefile); cmd/local calls the same targets
+# with GOARCH set to the host's.
+
+GO       ?= go
+GOOS     ?= linux
+GOARCH   ?= arm64
+NPM_DIR  := tools/node
+GOBUILD   = CGO_ENABLED=0 GOOS=$(GOOS) GOARCH=$(GOARCH) $(GO) build -tags lambda.norpc -trimpath -ldflags "-s -w"
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all build build-AuthorizerFunction build-PredictFunction run test test-deps bench fuzz vet clean
+
+all: build
+
+build:
+	$(MAKE) build-AuthorizerFunction ARTIFACTS_DIR=$(CURDIR)/bin/authorizer
+	$(MAKE) build-PredictFunction ARTIFACTS_DIR=$(CURDIR)/bin/predict
+
+build-AuthorizerFunction:
+	$(GOBUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/authorizer
+
+build-PredictFunction:
+	$(GOBUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/predict
+
+# Everything the integration tests need, installed only when missing.
+test-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "installing redis-server"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	@command -v node >/dev/null 2>&1 || { \
+		echo "installing nodejs"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+	@[ -d $(NPM_DIR)/node_modules ] && [ $(NPM_DIR)/node_modules/.package-lock.json -nt $(NPM_DIR)/package-lock.json ] || { \
+		echo "npm ci in $(NPM_DIR)"; cd $(NPM_DIR) && npm ci --no-audit --no-fund --loglevel=error; }
+
+test: test-deps
+	$(GO) vet ./...
+	BUCKETGATE_INTEGRATION=1 $(GO) test -race -count=1 -timeout 20m ./...
+
+vet:
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin .aws-sam
