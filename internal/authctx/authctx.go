@@ -80,9 +80,22 @@ func (d Decision) RateLimitHeader() string {
 	return strconv.Quote(d.Tier) + ";r=" + strconv.FormatInt(d.Remaining, 10) + ";t=" + strconv.FormatInt(d.Reset, 10)
 }
 
-// Map returns the authorizer context for the decision.
+// Map returns the authorizer context for the decision. A Forbidden decision
+// charged nothing and checked no bucket, so it carries no rate-limit numbers
+// (the 403 then has X-RateLimit-Tier only).
 func (d Decision) Map() map[string]interface{} {
-	m := map[string]interface{}{
+	if d.Forbidden {
+		return map[string]interface{}{
+			KeyTier:            d.Tier,
+			KeyCaller:          d.Caller,
+			KeySource:          d.Source,
+			KeyCost:            strconv.FormatInt(d.Cost, 10),
+			KeyForbidden:       "true",
+			KeyRequiredTier:    d.RequiredTier,
+			KeyForbiddenReason: d.ForbiddenReason,
+		}
+	}
+	return map[string]interface{}{
 		KeyTier:       d.Tier,
 		KeyCaller:     d.Caller,
 		KeyLimit:      strconv.FormatInt(d.Limit, 10),
@@ -93,13 +106,8 @@ func (d Decision) Map() map[string]interface{} {
 		KeyCost:       strconv.FormatInt(d.Cost, 10),
 		KeyPolicy:     d.PolicyHeader(),
 		KeyRateLimit:  d.RateLimitHeader(),
-		KeyForbidden:  strconv.FormatBool(d.Forbidden),
+		KeyForbidden:  "false",
 	}
-	if d.Forbidden {
-		m[KeyRequiredTier] = d.RequiredTier
-		m[KeyForbiddenReason] = d.ForbiddenReason
-	}
-	return m
 }
 
 // ErrMissing reports that the request carries no authorizer context, i.e. it
