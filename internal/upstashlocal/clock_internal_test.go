@@ -1,0 +1,67 @@
+package upstashlocal
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeClock is a settable clock for the embedded store's TTLs.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func TestEmbeddedExpiryFollowsClock(t *testing.T) {
+	s, err := New(Config{Token: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s.now = clock.now
+	s.lastForward = clock.now()
+
+	do := func(body string) string {
+		t.Helper()
+		req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer t")
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		return rec.Body.String()
+	}
+	steps := []struct {
+		name    string
+		advance time.Duration
+		body    string
+		want    string
+	}{
+		{name: "set with ttl", body: `["SET","k","v","PX",1000]`, want: `{"result":"OK"}`},
+		{name: "still there", advance: 999 * time.Millisecond, body: `["GET","k"]`, want: `{"result":"v"}`},
+		{name: "ttl counts down", body: `["PTTL","k"]`, want: `{"result":1}`},
+		{name: "gone after its ttl", advance: time.Millisecond, body: `["GET","k"]`, want: `{"result":null}`},
+		{name: "clock going back changes nothing", advance: -time.Hour, body: `["SET","j","v","EX",10]`, want: `{"result":"OK"}`},
+		{name: "ttl intact", body: `["TTL","j"]`, want: `{"result":10}`},
+	}
+	for _, st := range steps {
+		clock.advance(st.advance)
+		if got := do(st.body); got != st.want {
+			t.Errorf("%s: %s = %s, want %s", st.name, st.body, got, st.want)
+		}
+	}
+}
