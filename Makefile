@@ -45,6 +45,12 @@ test: test-deps
 	$(GO) vet ./...
 	BUCKETGATE_INTEGRATION=1 $(GO) test -race -count=1 -timeout 20m ./...
 
+# The local API on :3000: both functions built for this machine, run as warm
+# processes behind an API Gateway emulator, with an embedded
+# Upstash-compatible store and fresh demo keys in tmp/local-keys.json.
+run:
+	$(GO) run ./cmd/local start-api --port 3000 --demo-keys tmp/local-keys.json
+
 vet:
 	$(GO) vet ./...
 

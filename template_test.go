@@ -331,6 +331,8 @@ func TestTemplateGatewayResponses(t *testing.T) {
 	}{
 		{"UNAUTHORIZED", 401, map[string]any{"message": "Unauthorized"}, map[string]string{"Content-Type": "application/json"}},
 		{"AUTHORIZER_FAILURE", 503, map[string]any{"message": "Service Unavailable"}, map[string]string{"Content-Type": "application/json", "Retry-After": "1"}},
+		// A function error or timeout of the authorizer surfaces as this type.
+		{"AUTHORIZER_CONFIGURATION_ERROR", 503, map[string]any{"message": "Service Unavailable"}, map[string]string{"Content-Type": "application/json", "Retry-After": "1"}},
 		{"DEFAULT_4XX", 0, map[string]any{"message": "Missing Authentication Token"}, map[string]string{"Content-Type": "application/json"}},
 		{"DEFAULT_5XX", 0, map[string]any{"message": "Missing Authentication Token"}, map[string]string{"Content-Type": "application/json"}},
 	}

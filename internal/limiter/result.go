@@ -1,0 +1,200 @@
+package limiter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ErrInvalidRequest is wrapped by the error Allow returns for a malformed
+// Request (no buckets, a bad limit, a cost below 1, ...). It is a programming
+// error on the caller's side; no decision is made and nothing is charged.
+var ErrInvalidRequest = errors.New("invalid rate-limit request")
+
+// MaxBuckets is the most buckets one Request may check.
+const MaxBuckets = 8
+
+// MaxKeyLen is the longest bucket key, in bytes.
+const MaxKeyLen = 512
+
+// Bucket names one token bucket and its shape.
+type Bucket struct {
+	// Key identifies the bucket, e.g. "anonymous:ip:203.0.113.7" or
+	// "key:k_123". It must never contain a raw API key (use the key's id or
+	// hash). The stores add their own namespace prefix. At most MaxKeyLen
+	// bytes; not empty.
+	Key string
+	// Limit is the bucket's rate and capacity. A bucket keeps its state in
+	// units that do not depend on the Limit, so changing a key's Limit takes
+	// effect at once, with the tokens it holds clamped to the new Burst.
+	Limit Limit
+}
+
+// Request is one rate-limit decision: Cost tokens are taken from every
+// bucket, or from none when any bucket holds fewer than Cost.
+type Request struct {
+	// Buckets are the buckets to check and charge together, e.g. a
+	// per-caller bucket and a global one. 1 to MaxBuckets, keys distinct.
+	Buckets []Bucket
+	// Cost is the number of tokens the request takes, at least 1. A cost
+	// above a bucket's Burst can never pass (Reason "cost_exceeds_burst").
+	Cost int64
+}
+
+// Validate reports what is wrong with r, if anything. The error wraps
+// ErrInvalidRequest and never contains a bucket key.
+func (r Request) Validate() error {
+	if len(r.Buckets) == 0 {
+		return fmt.Errorf("%w: no buckets", ErrInvalidRequest)
+	}
+	if len(r.Buckets) > MaxBuckets {
+		return fmt.Errorf("%w: %d buckets, at most %d allowed", ErrInvalidRequest, len(r.Buckets), MaxBuckets)
+	}
+	if r.Cost < 1 || r.Cost > MaxCost {
+		return fmt.Errorf("%w: cost %d is outside 1..%d", ErrInvalidRequest, r.Cost, MaxCost)
+	}
+	for i, b := range r.Buckets {
+		if b.Key == "" || len(b.Key) > MaxKeyLen {
+			return fmt.Errorf("%w: bucket %d: key length %d is outside 1..%d", ErrInvalidRequest, i, len(b.Key), MaxKeyLen)
+		}
+		if err := b.Limit.Validate(); err != nil {
+			return fmt.Errorf("%w: bucket %d: %w", ErrInvalidRequest, i, err)
+		}
+		for j := 0; j < i; j++ {
+			if r.Buckets[j].Key == b.Key {
+				return fmt.Errorf("%w: buckets %d and %d have the same key", ErrInvalidRequest, j, i)
+			}
+		}
+	}
+	return nil
+}
+
+// Source says where a decision came from.
+type Source int
+
+// Sources of a decision. The zero value, SourceNone, means no limiter was
+// consulted.
+const (
+	SourceNone       Source = iota // no decision was made
+	SourceUpstash                  // the shared bucket on Upstash Redis
+	SourceMemory                   // this container's in-memory bucket
+	SourceCache                    // this container's cache of recent denials
+	SourceFailOpen                 // allowed without a check: Upstash failed and the failure mode is open
+	SourceFailClosed               // denied without a check: Upstash failed and the failure mode is closed
+)
+
+var sourceNames = [...]string{"none", "upstash", "memory", "cache", "fail-open", "fail-closed"}
+
+// String returns the source's name as used in logs and the authorizer
+// context: "none", "upstash", "memory", "cache", "fail-open" or "fail-closed".
+func (s Source) String() string {
+	if s >= 0 && int(s) < len(sourceNames) {
+		return sourceNames[s]
+	}
+	return fmt.Sprintf("Source(%d)", int(s))
+}
+
+// Reasons for a denial, in Result.Reason.
+const (
+	// ReasonOverLimit: a bucket holds fewer tokens than the request costs.
+	ReasonOverLimit = "over_limit"
+	// ReasonCostExceedsBurst: the cost is larger than a bucket's capacity,
+	// so the request can never pass.
+	ReasonCostExceedsBurst = "cost_exceeds_burst"
+	// ReasonUnavailable: Upstash failed and the failure mode is closed.
+	ReasonUnavailable = "limiter_unavailable"
+)
+
+// Result is one decision. When several buckets were checked, the numbers
+// describe one of them, the reported bucket: for a denial, the refusing
+// bucket that needs the longest wait (so RetryAfter holds for all); when
+// allowed, the bucket with the fewest whole tokens left (first on a tie).
+//
+// Result is a small value type, returned by value.
+type Result struct {
+	// Allowed is true when the request may pass (its cost was charged).
+	Allowed bool
+	// Limit is the reported bucket's capacity (Burst), in whole tokens.
+	Limit int64
+	// Remaining is the whole tokens left in the reported bucket after this
+	// decision (fractions are rounded down).
+	Remaining int64
+	// ResetAfter is how long until the reported bucket is full again if
+	// nothing draws from it; 0 when it is full.
+	ResetAfter time.Duration
+	// RetryAfter is 0 when allowed. When denied, it is how long until this
+	// request, with its cost, could pass if nothing else draws from the
+	// buckets: exact to the millisecond, rounded up. For cost_exceeds_burst,
+	// which can never pass, it is the bucket's Window; for a fail-closed
+	// denial, FailClosedRetryAfter.
+	RetryAfter time.Duration
+	// Window is the time to refill the reported bucket from empty
+	// (Limit.Window): the w of the RateLimit-Policy header.
+	Window time.Duration
+	// Source says where the decision came from.
+	Source Source
+	// Reason is empty when allowed, else one of ReasonOverLimit,
+	// ReasonCostExceedsBurst, ReasonUnavailable.
+	Reason string
+}
+
+// Store makes decisions on token buckets. Implementations are safe for
+// concurrent use. now is the caller's clock; stores never read the time
+// themselves.
+type Store interface {
+	// Allow decides req at time now, charging req.Cost to every bucket or to
+	// none. An error means no decision was made (and, for a remote store,
+	// that the buckets may or may not have been charged).
+	Allow(ctx context.Context, req Request, now time.Time) (Result, error)
+}
+
+// FailureMode is what the Limiter does when the shared store fails, times
+// out, or its circuit breaker is open.
+type FailureMode int
+
+// Failure modes. The zero value is FailFallback.
+const (
+	// FailFallback decides on this container's in-memory buckets (Source
+	// "memory"): limits hold per container rather than globally.
+	FailFallback FailureMode = iota
+	// FailOpen allows every request (Source "fail-open").
+	FailOpen
+	// FailClosed denies every request (Source "fail-closed") with RetryAfter
+	// FailClosedRetryAfter.
+	FailClosed
+)
+
+// FailClosedRetryAfter is the RetryAfter of a fail-closed denial: long
+// enough to shed load, short enough that clients come back soon after the
+// store recovers.
+const FailClosedRetryAfter = time.Second
+
+// String returns "fallback", "open" or "closed".
+func (m FailureMode) String() string {
+	switch m {
+	case FailFallback:
+		return "fallback"
+	case FailOpen:
+		return "open"
+	case FailClosed:
+		return "closed"
+	}
+	return fmt.Sprintf("FailureMode(%d)", int(m))
+}
+
+// ParseFailureMode parses LIMITER_FAILURE_MODE: "fallback", "open" or
+// "closed", in any letter case, surrounding spaces ignored. The empty
+// string means the default, FailFallback.
+func ParseFailureMode(s string) (FailureMode, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "fallback":
+		return FailFallback, nil
+	case "open":
+		return FailOpen, nil
+	case "closed":
+		return FailClosed, nil
+	}
+	return 0, invalid("unknown failure mode %q (want fallback, open or closed)", strings.TrimSpace(s))
+}
