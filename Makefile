@@ -51,6 +51,19 @@ test: test-deps
 run:
 	$(GO) run ./cmd/local start-api --port 3000 --demo-keys tmp/local-keys.json
 
+# Every figure of docs/BENCHMARKS.md (a few minutes on 2 cores): Upstash cost
+# per decision against @upstash/ratelimit, decision latency, memory store at
+# 1M keys, end to end through cmd/local, cold start and binary sizes; then the
+# micro-benchmarks of the client, the memory store against its peers (bench/
+# is a separate module so peers stay out of go.mod) and the functions.
+bench: test-deps
+	@mkdir -p bin
+	BUCKETGATE_INTEGRATION=1 BUCKETGATE_BENCH=1 BUCKETGATE_BENCH_OUT=$(CURDIR)/bin/bench-results.md \
+		$(GO) test -count=1 -timeout 20m -run '^TestBench$$' -v ./benchmarks/
+	BUCKETGATE_INTEGRATION=1 $(GO) test -run '^$$' -bench 'RoundTrip|Codec' -benchmem -benchtime 0.5s ./internal/upstash/
+	BUCKETGATE_INTEGRATION=1 $(GO) test -run '^$$' -bench . -benchmem -benchtime 0.5s ./internal/limiter/ ./internal/predict/
+	cd bench && $(GO) test -run '^$$' -bench . -benchmem
+
 vet:
 	$(GO) vet ./...
 
