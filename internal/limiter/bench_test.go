@@ -3,6 +3,8 @@ package limiter
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -103,6 +105,7 @@ func BenchmarkUpstash(b *testing.B) {
 		b.StopTimer()
 		b.ReportMetric(float64(env.Server.Requests()-reqs0)/float64(b.N), "http/op")
 		b.ReportMetric(float64(redisCalls(b, env.Redis))/float64(b.N), "redis-cmds/op")
+		b.ReportMetric(redisUsec(b, env.Redis, "evalsha")/float64(b.N), "redis-µs/op")
 	})
 	b.Run("denial", func(b *testing.B) {
 		one := PerDay(1)
@@ -123,14 +126,18 @@ func BenchmarkUpstash(b *testing.B) {
 		b.StopTimer()
 		b.ReportMetric(float64(env.Server.Requests()-reqs0)/float64(b.N), "http/op")
 		b.ReportMetric(float64(redisCalls(b, env.Redis))/float64(b.N), "redis-cmds/op")
+		b.ReportMetric(redisUsec(b, env.Redis, "evalsha")/float64(b.N), "redis-µs/op")
 	})
 	b.Run("raw-get", func(b *testing.B) {
+		env.Redis.Do(b, "CONFIG", "RESETSTAT")
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
 			if _, err := c.Do(ctx, "GET", "bg:"+keys[i%len(keys)]+":missing"); err != nil {
 				b.Fatal(err)
 			}
 		}
+		b.StopTimer()
+		b.ReportMetric(redisUsec(b, env.Redis, "get")/float64(b.N), "redis-µs/op")
 	})
 }
 
@@ -169,6 +176,28 @@ func BenchmarkUpstashRatio(b *testing.B) {
 	b.ReportMetric(float64(decision.Microseconds())/float64(b.N), "decision-µs")
 	b.ReportMetric(float64(raw.Microseconds())/float64(b.N), "raw-µs")
 	b.ReportMetric(float64(decision)/float64(raw), "ratio")
+}
+
+// redisUsec returns the microseconds Redis spent in command name (INFO
+// commandstats usec), including the commands a script runs for EVALSHA.
+func redisUsec(b *testing.B, rs *redistest.Server, name string) float64 {
+	b.Helper()
+	for _, line := range strings.Split(rs.Do(b, "INFO", "commandstats"), "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+name+":")
+		if !ok {
+			continue
+		}
+		for _, f := range strings.Split(rest, ",") {
+			if v, ok := strings.CutPrefix(f, "usec="); ok {
+				n, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					b.Fatalf("commandstats line %q: %v", line, err)
+				}
+				return n
+			}
+		}
+	}
+	return 0
 }
 
 // redisCalls sums the calls in INFO commandstats, leaving out INFO and

@@ -5,8 +5,9 @@ import "time"
 // denyCache answers repeated denials without calling the shared store.
 //
 // It remembers, per bucket key, the bucket's state as the shared store last
-// reported it: after a denial, every bucket of the request; after any
-// decision, the buckets it already remembers. A remembered state is an
+// reported it: every bucket of a request that could not pass again (denied,
+// or allowed with the last tokens); after any decision, fresher states of
+// the buckets it already remembers. A remembered state is an
 // upper bound on the real bucket: from then on the real bucket gains exactly
 // the refill the cache computes and loses whatever other containers take.
 // So when the remembered states, refilled to now, cannot pay a request, the
@@ -39,14 +40,15 @@ func (c *denyCache) check(req Request, now int64) (Result, bool) {
 	)
 	refuse := false
 	for i, b := range req.Buckets {
-		s := c.t.shardOf(b.Key)
-		c.t.shards[s].mu.Lock()
+		r := c.t.ref(b.Key)
+		mu := &c.t.shards[r.shard].mu
+		mu.Lock()
 		var e entry
-		p := c.t.findLocked(s, b.Key)
+		p := c.t.findLocked(r, b.Key)
 		if p >= 0 {
-			e = *c.t.atLocked(s, p)
+			e = *c.t.atLocked(r, p)
 		}
-		c.t.shards[s].mu.Unlock()
+		mu.Unlock()
 		if p < 0 {
 			return Result{}, false // the store knows more
 		}
@@ -65,21 +67,32 @@ func (c *denyCache) check(req Request, now int64) (Result, bool) {
 }
 
 // remember records the states the shared store reported for req's buckets
-// at now (ms): all of them after a denial; after an allowed decision, those
-// already remembered (so they stay exact).
+// at now (ms). All of them when the decision leaves the request unable to
+// pass again — it was denied, or it was allowed and took the last tokens
+// some bucket had for that cost (so the next such request is answered here,
+// not by a second call) — and otherwise fresher states of the buckets
+// already remembered, so that they stay exact.
 func (c *denyCache) remember(req Request, st []state, allowed bool, now int64) {
+	cost := req.Cost * unitsPerToken
+	all := !allowed
+	for i := range req.Buckets {
+		if st[i].units < cost {
+			all = true
+		}
+	}
 	for i, b := range req.Buckets {
 		p := b.Limit.params()
-		s := c.t.shardOf(b.Key)
+		r := c.t.ref(b.Key)
 		e := entry{state: st[i], fullAt: now + untilFull(st[i], p, now)}
-		c.t.shards[s].mu.Lock()
-		if p := c.t.findLocked(s, b.Key); p >= 0 {
-			*c.t.atLocked(s, p) = e
-		} else if !allowed {
-			c.t.insertLocked(s, b.Key, e, now)
+		mu := &c.t.shards[r.shard].mu
+		mu.Lock()
+		if pos := c.t.findLocked(r, b.Key); pos >= 0 {
+			*c.t.atLocked(r, pos) = e
+		} else if all {
+			c.t.insertLocked(r, b.Key, e, now)
 		}
-		c.t.tickLocked(s, now)
-		c.t.shards[s].mu.Unlock()
+		c.t.tickLocked(r, now)
+		mu.Unlock()
 	}
 }
 

@@ -71,10 +71,12 @@
 //
 // # Deny cache
 //
-// After the shared store denies, the Limiter keeps the refusing buckets'
-// states; a repeat within the retry time is denied from memory with no
-// Upstash request (Source "cache"). It never denies what the store would
-// allow: see denyCache.
+// When the shared store denies a request, or allows one with a bucket's
+// last tokens for that cost, the Limiter keeps the buckets' states; a repeat
+// within the retry time is denied from memory with no Upstash request
+// (Source "cache"), so a flood of N requests from one caller costs Burst
+// calls, not N. It never denies what the store would allow, and its
+// RetryAfter is what the store would say: see denyCache.
 //
 // # Lambda
 //

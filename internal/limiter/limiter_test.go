@@ -563,6 +563,22 @@ func TestDenyCache(t *testing.T) {
 	if s := h.l.Stats(); s.Cache != 5 || s.Upstash != 12 {
 		t.Errorf("stats = %+v, want Cache 5, Upstash 12", s)
 	}
+	// An allowed decision that takes a bucket's last tokens is remembered
+	// too: a flood costs one call per allowed request and none for denials.
+	calls := h.shared.calls.Load()
+	for i := 0; i < 10; i++ {
+		if r := h.allow(t, "flood", perTen, 1); r.Source != SourceUpstash || !r.Allowed {
+			t.Fatalf("flood request %d: %+v, want allowed by upstash", i, r)
+		}
+	}
+	for i := 0; i < 100; i++ {
+		if r := h.allow(t, "flood", perTen, 1); r.Source != SourceCache || r.Allowed {
+			t.Fatalf("flood request %d after the burst: %+v, want denied from the cache", i, r)
+		}
+	}
+	if got := h.shared.calls.Load() - calls; got != 10 {
+		t.Errorf("store calls for a flood of 110 = %d, want 10", got)
+	}
 }
 
 // TestDenyCacheNeverDeniesWhatTheStoreAllows runs one random sequence
@@ -659,7 +675,9 @@ func TestLimiterOnUpstash(t *testing.T) {
 		steps = append(steps, step{wantAllowed: true, wantSource: SourceUpstash, wantRequests: 1})
 	}
 	steps = append(steps,
-		step{wantSource: SourceUpstash, wantRequests: 1},
+		// The 10th allowed decision reported the bucket empty: the first
+		// denial already comes from the cache.
+		step{wantSource: SourceCache, wantRequests: 0},
 		step{wantSource: SourceCache, wantRequests: 0},
 		step{advance: 9 * time.Second, wantSource: SourceCache, wantRequests: 0},
 		step{advance: time.Second, wantAllowed: true, wantSource: SourceUpstash, wantRequests: 1},

@@ -88,12 +88,39 @@ func TestMemoryStoreEviction(t *testing.T) {
 			}
 			for i, c := range tt.costs {
 				key := "k" + strconv.Itoa(i)
-				found := m.t.findLocked(0, key) >= 0
+				found := m.t.findLocked(m.t.ref(key), key) >= 0
 				if want := key != tt.wantEvicted; found != want {
 					t.Errorf("%s (cost %d) present = %v, want %v", key, c, found, want)
 				}
 			}
 		})
+	}
+}
+
+// TestMemoryStoreEvictionSparesDrainedBuckets: under churn at the bound,
+// eviction picks among random entries the one closest to full, so callers
+// who drained their buckets — inserted together, side by side — keep their
+// state while one-request buckets make room.
+func TestMemoryStoreEvictionSparesDrainedBuckets(t *testing.T) {
+	const maxKeys, drained = 2000, 100
+	m := newMemory(t, MemoryConfig{MaxKeys: maxKeys, Shards: 4})
+	for i := 0; i < drained; i++ {
+		mustAllow(t, m, "drained"+strconv.Itoa(i), perTen, 10, t0)
+	}
+	for i := 0; i < 3*maxKeys; i++ { // fills the store, then churns it twice over
+		mustAllow(t, m, "churn"+strconv.Itoa(i), perTen, 1, t0)
+	}
+	if got := m.Len(); got > maxKeys {
+		t.Fatalf("Len() = %d, want ≤ %d", got, maxKeys)
+	}
+	kept := 0
+	for i := 0; i < drained; i++ {
+		if r := mustAllow(t, m, "drained"+strconv.Itoa(i), perTen, 1, t0); !r.Allowed {
+			kept++
+		}
+	}
+	if kept != drained {
+		t.Errorf("%d of %d drained callers kept their state, want all", kept, drained)
 	}
 }
 

@@ -226,6 +226,7 @@ func behaviourCases() []struct {
 				// A reads the bucket as of B's write: no refill yet, and an
 				// honest wait measured on A's clock.
 				{who: "A", at: 0, keys: []string{"a"}, cost: 1, want: denied(perTen, 0, 101*sec, 11*sec)},
+				{who: "A", at: 999 * ms, keys: []string{"a"}, cost: 1, want: denied(perTen, 0, 100001*ms, 10001*ms)},
 				{who: "A", at: 10 * sec, keys: []string{"a"}, cost: 1, want: denied(perTen, 0, 91*sec, 1*sec)},
 				{who: "A", at: 11 * sec, keys: []string{"a"}, cost: 1, want: ok(perTen, 0, 100*sec)},
 			},

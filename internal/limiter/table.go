@@ -11,9 +11,11 @@ import (
 // caller locks the shards it needs (lockShards) and then uses the *Locked
 // methods.
 //
-// A shard keeps its entries in a dense slice (slots) with a map from key to
-// position (index): a decision finds its bucket with one map lookup and
-// updates it in place, and eviction can sample uniformly at random.
+// A key is hashed once (maphash): the low bits pick the shard, the high
+// bits its place in the shard's open-addressing index. A shard keeps its
+// entries in a dense slice (slots), so a decision finds its bucket with one
+// hash and a short probe and updates it in place, idle entries cost little
+// memory, and eviction can sample at random.
 //
 // Bounded: a shard holds at most perShard entries. Making room evicts, in
 // this order: entries that are full by now (they carry no information, so
@@ -34,15 +36,15 @@ type table struct {
 
 type shard struct {
 	mu    sync.Mutex
-	index map[string]int32 // key → position in slots
-	slots []slot
-	ops   uint32 // operations since creation, for lazy sweeps
-	rnd   uint32 // xorshift state for sampling
-	_     [16]byte // keep neighbouring shards' mutexes off one cache line
+	slots []slot  // the entries, densely
+	index []int32 // open addressing, linear probing: 1 + position in slots, 0 = empty; len is a power of two
+	ops   uint32  // operations, for lazy sweeps
+	rnd   uint32  // xorshift state for sampling
 }
 
 type slot struct {
-	key string
+	key  string
+	hash uint64
 	entry
 }
 
@@ -53,10 +55,17 @@ type entry struct {
 	fullAt int64
 }
 
+// ref locates a key: its hash and shard.
+type ref struct {
+	hash  uint64
+	shard int
+}
+
 const (
 	sweepEvery  = 64 // operations per shard between lazy sweeps
 	sweepSample = 8  // entries a lazy sweep looks at
 	evictSample = 16 // entries looked at to make room
+	minIndex    = 8  // smallest index of a shard
 )
 
 // newTable makes a table of nShards (rounded up to a power of two) holding
@@ -73,30 +82,32 @@ func newTable(nShards, maxKeys int) *table {
 		shards:   make([]shard, n),
 	}
 	for i := range t.shards {
-		t.shards[i].index = make(map[string]int32)
+		t.shards[i].index = make([]int32, minIndex)
 		t.shards[i].rnd = uint32(i)*2654435761 | 1
 	}
 	return t
 }
 
-// shardOf returns the shard index for key.
-func (t *table) shardOf(key string) int {
-	return int(maphash.String(t.seed, key) & t.mask)
+// ref hashes key.
+func (t *table) ref(key string) ref {
+	h := maphash.String(t.seed, key)
+	return ref{hash: h, shard: int(h & t.mask)}
 }
 
-// lockShards locks the distinct shards in idx (at most MaxBuckets), in
+// home is the first index position for hash h in an index of len mask+1.
+// It uses the high bits: the low ones chose the shard.
+func home(h uint64, mask int) int { return int(h>>32) & mask }
+
+// lockShards locks the distinct shards of refs (at most MaxBuckets), in
 // ascending order so that concurrent multi-bucket calls cannot deadlock. It
-// returns the sorted distinct indices and their count, for unlockShards.
-func (t *table) lockShards(idx []int) ([MaxBuckets]int, int) {
+// returns the sorted distinct shard indices and their count, for
+// unlockShards.
+func (t *table) lockShards(refs []ref) ([MaxBuckets]int, int) {
 	var u [MaxBuckets]int
-	if len(idx) == 1 {
-		u[0] = idx[0]
-		t.shards[u[0]].mu.Lock()
-		return u, 1
-	}
 	n := 0
-	for _, x := range idx {
+	for _, r := range refs {
 		// insertion into the sorted, distinct prefix u[:n]
+		x := r.shard
 		j := n
 		dup := false
 		for j > 0 && u[j-1] >= x {
@@ -125,38 +136,101 @@ func (t *table) unlockShards(u [MaxBuckets]int, n int) {
 	}
 }
 
-// findLocked returns the position of key in shard s, or -1.
-func (t *table) findLocked(s int, key string) int {
-	if p, ok := t.shards[s].index[key]; ok {
-		return int(p)
+// findLocked returns the position of key in its shard, or -1.
+func (t *table) findLocked(r ref, key string) int {
+	sh := &t.shards[r.shard]
+	mask := len(sh.index) - 1
+	for i := home(r.hash, mask); ; i = (i + 1) & mask {
+		p := sh.index[i]
+		if p == 0 {
+			return -1
+		}
+		if s := &sh.slots[p-1]; s.hash == r.hash && s.key == key {
+			return int(p - 1)
+		}
 	}
-	return -1
 }
 
-// atLocked returns the entry at position p of shard s, to read or update in
-// place. Positions stay valid until the next insert or removal in the shard.
-func (t *table) atLocked(s, p int) *entry {
-	return &t.shards[s].slots[p].entry
+// atLocked returns the entry at position p of key's shard, to read or
+// update in place. Positions stay valid until the next insert or removal in
+// the shard.
+func (t *table) atLocked(r ref, p int) *entry {
+	return &t.shards[r.shard].slots[p].entry
 }
 
-// insertLocked adds key (not present) to shard s, making room when the
+// insertLocked adds key (not present) to its shard, making room when the
 // shard is full. now is in ms.
-func (t *table) insertLocked(s int, key string, e entry, now int64) {
-	sh := &t.shards[s]
+func (t *table) insertLocked(r ref, key string, e entry, now int64) {
+	sh := &t.shards[r.shard]
 	if len(sh.slots) >= t.perShard {
 		sh.makeRoom(now)
 	}
+	if 2*(len(sh.slots)+1) > len(sh.index) { // keep the load at most 1/2
+		sh.grow()
+	}
 	// The key is cloned so that the table never pins a caller's larger
 	// buffer (e.g. a request body the key was sliced from).
-	key = strings.Clone(key)
-	sh.index[key] = int32(len(sh.slots))
-	sh.slots = append(sh.slots, slot{key: key, entry: e})
+	sh.slots = append(sh.slots, slot{key: strings.Clone(key), hash: r.hash, entry: e})
+	sh.place(r.hash, int32(len(sh.slots)))
 }
 
-// tickLocked counts an operation on shard s and runs a lazy sweep every
+// place puts v (1 + a position) at the first free index position for h.
+func (sh *shard) place(h uint64, v int32) {
+	mask := len(sh.index) - 1
+	i := home(h, mask)
+	for sh.index[i] != 0 {
+		i = (i + 1) & mask
+	}
+	sh.index[i] = v
+}
+
+// grow doubles the index and re-places every entry.
+func (sh *shard) grow() {
+	sh.index = make([]int32, 2*len(sh.index))
+	for p := range sh.slots {
+		sh.place(sh.slots[p].hash, int32(p+1))
+	}
+}
+
+// slotOf returns the index position holding position p.
+func (sh *shard) slotOf(p int) int {
+	mask := len(sh.index) - 1
+	i := home(sh.slots[p].hash, mask)
+	for sh.index[i] != int32(p+1) {
+		i = (i + 1) & mask
+	}
+	return i
+}
+
+// remove deletes the entry at position p, moving the last entry into its
+// place.
+func (sh *shard) remove(p int) {
+	mask := len(sh.index) - 1
+	// Backward-shift deletion: pull later members of the probe run into the
+	// hole so that every lookup still finds them.
+	hole := sh.slotOf(p)
+	for i := (hole + 1) & mask; sh.index[i] != 0; i = (i + 1) & mask {
+		h := home(sh.slots[sh.index[i]-1].hash, mask)
+		// Move it unless its home lies cyclically in (hole, i].
+		if (i > hole && (h <= hole || h > i)) || (i < hole && h <= hole && h > i) {
+			sh.index[hole] = sh.index[i]
+			hole = i
+		}
+	}
+	sh.index[hole] = 0
+	last := len(sh.slots) - 1
+	if p != last {
+		sh.index[sh.slotOf(last)] = int32(p + 1)
+		sh.slots[p] = sh.slots[last]
+	}
+	sh.slots[last] = slot{} // release the key string
+	sh.slots = sh.slots[:last]
+}
+
+// tickLocked counts an operation on key's shard and runs a lazy sweep every
 // sweepEvery operations.
-func (t *table) tickLocked(s int, now int64) {
-	sh := &t.shards[s]
+func (t *table) tickLocked(r ref, now int64) {
+	sh := &t.shards[r.shard]
 	sh.ops++
 	if sh.ops%sweepEvery == 0 {
 		sh.scan(now, sweepSample, false)
@@ -168,23 +242,26 @@ func (t *table) tickLocked(s int, now int64) {
 func (sh *shard) makeRoom(now int64) { sh.scan(now, evictSample, true) }
 
 // scan looks at n entries — all of them when there are at most n, else n
-// consecutive ones from a random position — and removes those full by now.
-// With evict, when none was full it removes the scanned entry that will be
-// full soonest.
+// independent random ones (not a window: entries sit in insertion order,
+// and callers who drained their buckets together sit side by side) — and
+// removes those full by now. With evict, when none was full it removes the
+// looked-at entry that will be full soonest.
 func (sh *shard) scan(now int64, n int, evict bool) {
 	freed := false
-	victim, victimFull := "", int64(0)
-	look := func(p int) bool { // reports whether p was removed
+	victim, victimFull := -1, int64(0)
+	look := func(p int) {
 		e := &sh.slots[p]
 		if e.fullAt <= now {
+			if victim == len(sh.slots)-1 {
+				victim = p // remove moves the last entry into p
+			}
 			sh.remove(p)
 			freed = true
-			return true
+			return
 		}
-		if victim == "" || e.fullAt < victimFull {
-			victim, victimFull = e.key, e.fullAt
+		if victim < 0 || e.fullAt < victimFull {
+			victim, victimFull = p, e.fullAt
 		}
-		return false
 	}
 	if len(sh.slots) <= n {
 		// Backwards: a removal moves the (already seen) last entry into p.
@@ -192,18 +269,12 @@ func (sh *shard) scan(now int64, n int, evict bool) {
 			look(p)
 		}
 	} else {
-		p := sh.random()
 		for i := 0; i < n && len(sh.slots) > 0; i++ {
-			if p >= len(sh.slots) {
-				p = 0
-			}
-			if !look(p) {
-				p++ // else p now holds the former last entry: look at it next
-			}
+			look(sh.random())
 		}
 	}
-	if evict && !freed && victim != "" {
-		sh.remove(int(sh.index[victim]))
+	if evict && !freed && victim >= 0 {
+		sh.remove(victim)
 	}
 }
 
@@ -215,19 +286,6 @@ func (sh *shard) random() int {
 	x ^= x << 5
 	sh.rnd = x
 	return int(uint64(x) * uint64(len(sh.slots)) >> 32)
-}
-
-// remove deletes the entry at position p, moving the last entry into its
-// place.
-func (sh *shard) remove(p int) {
-	last := len(sh.slots) - 1
-	delete(sh.index, sh.slots[p].key)
-	if p != last {
-		sh.slots[p] = sh.slots[last]
-		sh.index[sh.slots[p].key] = int32(p)
-	}
-	sh.slots[last] = slot{} // release the key string
-	sh.slots = sh.slots[:last]
 }
 
 // len returns the number of entries (for tests and metrics).

@@ -12,7 +12,8 @@ import (
 
 // ScriptSource is the token-bucket Lua script run on Upstash (tokenbucket.lua).
 // It starts with Upstash's "#!lua flags=allow-key-locking" line; see the
-// package documentation.
+// package documentation. Read it, never assign it: the store's digest is
+// computed from it once, at start.
 //
 //go:embed tokenbucket.lua
 var ScriptSource string
