@@ -64,6 +64,24 @@ bench: test-deps
 	BUCKETGATE_INTEGRATION=1 $(GO) test -run '^$$' -bench . -benchmem -benchtime 0.5s ./internal/limiter/ ./internal/predict/
 	cd bench && $(GO) test -run '^$$' -bench . -benchmem
 
+# Each fuzz target for FUZZTIME (their seed corpora also run in `make test`).
+FUZZTIME ?= 20s
+FUZZ_TARGETS := \
+	./internal/limiter:FuzzParseLimit ./internal/limiter:FuzzParseTierLimits \
+	./internal/limiter:FuzzParseRouteCosts ./internal/limiter:FuzzParseFailureMode \
+	./internal/limiter:FuzzUpstashReply \
+	./internal/upstash:FuzzParseSingle ./internal/upstash:FuzzAppendString ./internal/upstash:FuzzClientReply \
+	./internal/authorizer:FuzzHandleEvent ./internal/authorizer:FuzzLoadSettings \
+	./internal/sam:FuzzRenderTemplate ./internal/sam:FuzzMappingValue ./internal/sam:FuzzGatewayResponses \
+	./internal/predict:FuzzParseInputs ./internal/upstashlocal:FuzzParse
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
 vet:
 	$(GO) vet ./...
 

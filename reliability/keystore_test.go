@@ -1,0 +1,291 @@
+package reliability_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bucketgate/bucketgate/internal/apikey"
+	"github.com/bucketgate/bucketgate/internal/authorizer"
+	"github.com/bucketgate/bucketgate/internal/limiter"
+	"github.com/bucketgate/bucketgate/internal/testutil/dynamotest"
+	"github.com/bucketgate/bucketgate/internal/testutil/faultproxy"
+	"github.com/bucketgate/bucketgate/internal/testutil/upstashtest"
+)
+
+// The key-store policy under test (package apikey's Cache, package
+// authorizer's Handle):
+//
+//   - a key seen within HitTTL (60 s) is answered from the container's
+//     cache, with no DynamoDB call: an outage is invisible to it;
+//   - a key seen within HitTTL + MaxStale (15 min) whose refresh fails is
+//     served stale (one failed refresh, bounded by the authorizer's
+//     KeyTimeout, then ErrorBackoff of no backend calls);
+//   - a key the container has not seen (or only longer ago) cannot be
+//     checked: the authorizer returns an error that is not "Unauthorized",
+//     so API Gateway answers with its authorizer-error gateway response
+//     (503 Service Unavailable per template.yaml) rather than a 401 that
+//     would tell a paying client its key is bad;
+//   - a malformed key is refused (401) without a DynamoDB call, outage or
+//     not.
+
+// fakeClock is a settable clock for the key cache.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{t: time.Now()} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// dynamoKeys is a keys table on dynalite reached through a fault proxy.
+type dynamoKeys struct {
+	px    *faultproxy.Server
+	store *apikey.DynamoStore
+	table string
+}
+
+func newDynamoKeys(t *testing.T, endpoint string) *dynamoKeys {
+	t.Helper()
+	px := faultproxy.Start(t, endpoint)
+	client := dynamotest.Client(t, px.URL)
+	table := dynamotest.KeysTable(t, client)
+	ds, err := apikey.NewDynamoStore(apikey.DynamoConfig{Client: client, Table: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &dynamoKeys{px: px, store: ds, table: table}
+}
+
+// issue creates a key of tier in the table and returns it.
+func (d *dynamoKeys) issue(t *testing.T, tier string) string {
+	t.Helper()
+	key, rec, err := apikey.New("reliability", tier, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.store.Create(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+func defaultTiers(t *testing.T) map[string]limiter.Limit {
+	t.Helper()
+	tiers, err := limiter.ParseTierLimits(authorizer.DefaultTierLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tiers
+}
+
+// TestKeyStoreDown: DynamoDB fails (connection reset, hang, HTTP 500) after
+// a container has seen some keys. Known keys keep working; unknown keys
+// get an error that is not Unauthorized, within KeyTimeout + margin;
+// malformed keys are refused without a call; nothing is cached as a miss,
+// so keys work again as soon as DynamoDB does.
+func TestKeyStoreDown(t *testing.T) {
+	endpoint := dynamotest.Start(t)
+	faults := []struct {
+		name  string
+		fault faultproxy.Fault
+	}{
+		{"connection reset", faultproxy.Reset()},
+		{"hang", faultproxy.Hang()},
+		{"HTTP 500", faultproxy.Status(http.StatusInternalServerError)},
+	}
+	for _, f := range faults {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			dk := newDynamoKeys(t, endpoint)
+			warm, cold := dk.issue(t, "authenticated"), dk.issue(t, "premium")
+			clock := newFakeClock()
+			lim, err := limiter.New(limiter.Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			logs := &logSink{}
+			h, err := authorizer.New(authorizer.Config{
+				Keys:    apikey.NewCache(dk.store, apikey.CacheConfig{Now: clock.Now}),
+				Limiter: lim,
+				Tiers:   defaultTiers(t),
+				Logger:  authorizer.NewLogger(logs, 0),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := &stack{h: h, lim: lim, logs: logs}
+			if d := st.decide(authEvent(freshIP(), keyHeader(warm))); d.Effect != "Allow" {
+				t.Fatalf("before the outage: %+v", d)
+			}
+
+			dk.px.Set(f.fault)
+			bound := authorizer.DefaultKeyTimeout + margin
+			tests := []struct {
+				name       string
+				key        string
+				advance    time.Duration // of the cache's clock, before the request
+				wantEffect string        // "" means an error
+				wantCalls  bool          // whether DynamoDB is asked
+			}{
+				{"cached key within HitTTL", warm, 0, "Allow", false},
+				{"cached key past HitTTL: one failed refresh, served stale", warm, apikey.DefaultHitTTL + time.Second, "Allow", true},
+				{"stale key again: error backoff, no call", warm, time.Second, "Allow", false},
+				{"key this container never saw", cold, 0, "", true},
+				{"malformed key", "bg_not-a-real-key", 0, "", false},
+				{"no key (anonymous)", "", 0, "Allow", false},
+			}
+			var maxLatency time.Duration
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					clock.Advance(tt.advance)
+					var h map[string]string
+					if tt.key != "" {
+						h = keyHeader(tt.key)
+					}
+					calls := dk.px.Requests()
+					d := st.decide(authEvent(freshIP(), h))
+					maxLatency = max(maxLatency, d.Latency)
+					if d.Latency > bound {
+						t.Errorf("took %s, want at most %s", d.Latency, bound)
+					}
+					if gotCalls := dk.px.Requests() > calls; gotCalls != tt.wantCalls {
+						t.Errorf("DynamoDB called: %v, want %v", gotCalls, tt.wantCalls)
+					}
+					switch {
+					case tt.wantEffect != "":
+						if d.Err != nil || d.Effect != tt.wantEffect {
+							t.Errorf("got %+v, want %s", d, tt.wantEffect)
+						}
+					case tt.key == cold:
+						if d.Err == nil || errors.Is(d.Err, authorizer.ErrUnauthorized) || d.Err.Error() == "Unauthorized" {
+							t.Errorf("got %+v, want an error other than Unauthorized (API Gateway: 503, not 401)", d)
+						}
+					default:
+						if !errors.Is(d.Err, authorizer.ErrUnauthorized) {
+							t.Errorf("got %+v, want Unauthorized", d)
+						}
+					}
+					if d.Err != nil && tt.key != "" && strings.Contains(d.Err.Error(), tt.key) {
+						t.Errorf("error %q contains the key", d.Err)
+					}
+				})
+			}
+			if logged := logs.String(); strings.Contains(logged, warm) || strings.Contains(logged, cold) {
+				t.Errorf("a key reached the log")
+			}
+
+			// DynamoDB is back: the unknown key was not cached as a miss.
+			dk.px.Set(faultproxy.Pass())
+			if d := st.decide(authEvent(freshIP(), keyHeader(cold))); d.Err != nil || d.Effect != "Allow" {
+				t.Errorf("after the outage, the key the outage hid: %+v, want Allow", d)
+			}
+			t.Logf("MEASURED keystore fault=%s slowest_decision=%s (KeyTimeout %s)", f.fault, maxLatency.Round(time.Millisecond), authorizer.DefaultKeyTimeout)
+		})
+	}
+}
+
+// TestKeyStoreDownBuildWiring checks the same policy through
+// authorizer.Build's DynamoDB wiring (AWS SDK default configuration, two
+// attempts, the default cache).
+func TestKeyStoreDownBuildWiring(t *testing.T) {
+	endpoint := dynamotest.Start(t)
+	dk := newDynamoKeys(t, endpoint)
+	warm, cold := dk.issue(t, "authenticated"), dk.issue(t, "authenticated")
+	dynamotest.SetEnv(t, dk.px.URL)
+	s, err := authorizer.LoadSettings(func(k string) string {
+		return map[string]string{"API_KEYS_TABLE": dk.table}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := authorizer.Build(context.Background(), s, quietLogger(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &stack{h: h}
+	if d := st.decide(authEvent(freshIP(), keyHeader(warm))); d.Effect != "Allow" {
+		t.Fatalf("before the outage: %+v", d)
+	}
+	for _, f := range []faultproxy.Fault{faultproxy.Reset(), faultproxy.Hang()} {
+		t.Run(f.String(), func(t *testing.T) {
+			dk.px.Set(f)
+			bound := authorizer.DefaultKeyTimeout + margin
+			if d := st.decide(authEvent(freshIP(), keyHeader(warm))); d.Effect != "Allow" || d.Latency > bound {
+				t.Errorf("cached key: %+v, want Allow within %s", d, bound)
+			}
+			d := st.decide(authEvent(freshIP(), keyHeader(cold)))
+			if d.Err == nil || errors.Is(d.Err, authorizer.ErrUnauthorized) || d.Latency > bound {
+				t.Errorf("unknown key: %+v, want a non-Unauthorized error within %s", d, bound)
+			}
+			t.Logf("MEASURED keystore wiring=Build fault=%s unknown_key_latency=%s", f, d.Latency.Round(time.Millisecond))
+		})
+	}
+}
+
+// TestHTTPKeyStoreDown: through start-api with DynamoDB down, a key the
+// authorizer container has seen still gets 200; a key it has not seen gets
+// 503 with Retry-After (the authorizer's error, mapped by template.yaml's
+// gateway responses), not 401.
+func TestHTTPKeyStoreDown(t *testing.T) {
+	endpoint := dynamotest.Start(t)
+	dk := newDynamoKeys(t, endpoint)
+	warm, cold := dk.issue(t, "authenticated"), dk.issue(t, "authenticated")
+	up := upstashtest.Start(t)
+	hostEnv := map[string]string{
+		"AWS_ACCESS_KEY_ID":         "dynamotest",
+		"AWS_SECRET_ACCESS_KEY":     "dynamotest",
+		"AWS_ENDPOINT_URL_DYNAMODB": dk.px.URL,
+	}
+	api := startLocalAPIWith(t, map[string]string{
+		"UPSTASH_REDIS_REST_URL":   up.URL,
+		"UPSTASH_REDIS_REST_TOKEN": up.Token,
+		"API_KEYS_TABLE":           dk.table,
+		"API_KEYS_FILE":            "",
+	}, 1, func(k string) string { return hostEnv[k] })
+	c := clientFrom(freshLoopback())
+	if r := api.predict(c, keyHeader(warm)); r.Status != http.StatusOK {
+		t.Fatalf("before the outage: %d %s", r.Status, r.Body)
+	}
+	dk.px.Set(faultproxy.Reset())
+	tests := []struct {
+		name       string
+		key        string
+		wantStatus int
+	}{
+		{"key the container has seen", warm, http.StatusOK},
+		{"key it has not seen", cold, http.StatusServiceUnavailable},
+		{"malformed key", "bg_nope", http.StatusUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := api.predict(c, keyHeader(tt.key))
+			if r.Status != tt.wantStatus {
+				t.Errorf("got %d %s, want %d", r.Status, strings.TrimSpace(r.Body), tt.wantStatus)
+				if r.Status == http.StatusInternalServerError {
+					t.Logf("500 is API Gateway's AUTHORIZER_CONFIGURATION_ERROR: the authorizer's error reaches the " +
+						"client as a 500 unless template.yaml maps that gateway response (not only AUTHORIZER_FAILURE) to 503")
+				}
+			}
+			if tt.wantStatus == http.StatusServiceUnavailable && r.Status == tt.wantStatus && r.Header.Get("Retry-After") == "" {
+				t.Errorf("503 without Retry-After")
+			}
+			t.Logf("MEASURED http keystore=down case=%q status=%d latency=%s", tt.name, r.Status, r.Latency.Round(time.Millisecond))
+		})
+	}
+}
