@@ -15,8 +15,10 @@
 //     values: the error "Unauthorized", which API Gateway turns into 401.
 //     Nothing is charged. The header name matches in any letter case.
 //   - Key store failing for a key not in the cache: an error that is not
-//     "Unauthorized" (API Gateway: AUTHORIZER_FAILURE, mapped to 503 by
-//     template.yaml). Known keys keep working from the cache (package apikey).
+//     "Unauthorized" (API Gateway answers it with the
+//     AUTHORIZER_CONFIGURATION_ERROR gateway response, which template.yaml
+//     maps to 503 like AUTHORIZER_FAILURE). Known keys keep working from the
+//     cache (package apikey).
 //   - A route under a premium prefix called by another tier: Allow, with
 //     context forbidden=true and nothing charged; the function answers 403.
 //     API Gateway maps every Deny to one gateway response (ACCESS_DENIED,

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/bucketgate/bucketgate/internal/apikey"
@@ -50,7 +53,14 @@ func Build(ctx context.Context, s Settings, log *slog.Logger, metrics io.Writer)
 		}
 		keys = fs
 	} else {
-		awsCfg, err := config.LoadDefaultConfig(ctx, config.WithRetryMaxAttempts(2))
+		// Two attempts with at most 50 ms between them: a key lookup runs
+		// on the request path within KeyTimeout, and the SDK's default
+		// backoff would spend that budget waiting.
+		awsCfg, err := config.LoadDefaultConfig(ctx, config.WithRetryer(func() aws.Retryer {
+			return retry.AddWithMaxBackoffDelay(retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts = 2
+			}), 50*time.Millisecond)
+		}))
 		if err != nil {
 			return nil, fmt.Errorf("API_KEYS_TABLE: loading AWS configuration: %w", err)
 		}

@@ -126,7 +126,10 @@ type logGate struct {
 func (g *logGate) take(ev event, now time.Time) (ok bool, suppressed uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.seen[ev] && now.Sub(g.last[ev]) < g.every && now.Sub(g.last[ev]) >= 0 {
+	// Concurrent decisions read the clock before they get here, so now may
+	// be a little before last: that is the same burst, not a new one. Only
+	// a clock stepped back by a whole interval or more logs again.
+	if d := now.Sub(g.last[ev]); g.seen[ev] && d < g.every && d > -g.every {
 		g.suppressed[ev]++
 		return false, 0
 	}

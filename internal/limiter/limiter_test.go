@@ -731,3 +731,32 @@ func TestLimiterSurvivesUpstashRestart(t *testing.T) {
 		t.Errorf("stats = %+v, want 3 failures and one breaker opening", s)
 	}
 }
+
+// TestLogGateOrdering: decisions running concurrently read the clock before
+// they reach the gate, so lines may arrive slightly out of order; that is
+// still one burst. A clock stepped back by a whole interval logs again.
+func TestLogGateOrdering(t *testing.T) {
+	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name  string
+		steps []time.Duration // offsets from t0, in arrival order
+		want  []bool
+	}{
+		{"in order", []time.Duration{0, time.Second, 9 * time.Second, 10 * time.Second}, []bool{true, false, false, true}},
+		{"slightly out of order", []time.Duration{time.Second, 999 * time.Millisecond, 0, 2 * time.Second}, []bool{true, false, false, false}},
+		{"stepped back a whole interval", []time.Duration{20 * time.Second, 10 * time.Second}, []bool{true, true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := &logGate{every: 10 * time.Second}
+			var got []bool
+			for _, d := range tt.steps {
+				ok, _ := g.take(failError, t0.Add(d))
+				got = append(got, ok)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("logged (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

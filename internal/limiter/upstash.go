@@ -126,7 +126,7 @@ func (u *UpstashStore) allowState(ctx context.Context, req Request, now time.Tim
 	if err != nil {
 		return Result{}, fmt.Errorf("limiter: token-bucket script: %w", err)
 	}
-	allowed, err := parseReply(v, st[:n])
+	allowed, err := parseReply(v, st[:n], ps[:n])
 	if err != nil {
 		return Result{}, err
 	}
@@ -136,7 +136,7 @@ func (u *UpstashStore) allowState(ctx context.Context, req Request, now time.Tim
 }
 
 // parseReply reads {allowed, units_1, at_1, ...} into st.
-func parseReply(v upstash.Value, st []state) (bool, error) {
+func parseReply(v upstash.Value, st []state, ps []params) (bool, error) {
 	vals, err := v.Array()
 	if err != nil {
 		return false, fmt.Errorf("limiter: %w: %w", ErrBadReply, err)
@@ -155,7 +155,9 @@ func parseReply(v upstash.Value, st []state) (bool, error) {
 	}
 	for i := range st {
 		st[i] = state{units: ints[1+2*i], at: ints[2+2*i]}
-		if st[i].units < 0 || st[i].units > maxUnits {
+		// The script clamps to the capacity; more would report Remaining
+		// above Limit.
+		if st[i].units < 0 || st[i].units > ps[i].cap {
 			return false, fmt.Errorf("limiter: %w: bucket %d holds %d units", ErrBadReply, i+1, st[i].units)
 		}
 	}

@@ -209,6 +209,7 @@ func TestUpstashStoreBadReplies(t *testing.T) {
 		{name: "bad flag", v: upstash.ArrayValue(iv(7), iv(1), iv(5)), wantErr: "allowed flag is 7", wantIs: ErrBadReply},
 		{name: "negative units", v: upstash.ArrayValue(iv(1), iv(-1), iv(5)), wantErr: "holds -1 units", wantIs: ErrBadReply},
 		{name: "float units", v: upstash.ArrayValue(iv(1), upstash.FloatValue(1.5), iv(5)), wantIs: ErrBadReply},
+		{name: "more units than the capacity", v: upstash.ArrayValue(iv(1), iv(perTen.Burst*unitsPerToken+1), iv(5)), wantErr: "units", wantIs: ErrBadReply},
 		{name: "client error passes through", err: &upstash.Error{Kind: upstash.KindServer, StatusCode: 502, Message: "bad gateway"},
 			wantErr: "limiter: token-bucket script: upstash: server error (HTTP 502): bad gateway"},
 	}

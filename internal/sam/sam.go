@@ -152,7 +152,8 @@ func Parse(data []byte) (*Template, error) {
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return nil, fmt.Errorf("sam: %w: empty document", ErrInvalid)
 	}
-	v, err := convert(doc.Content[0], 0)
+	budget := maxNodes
+	v, err := convert(doc.Content[0], 0, &budget)
 	if err != nil {
 		return nil, fmt.Errorf("sam: %w", err)
 	}
@@ -372,17 +373,25 @@ var shortTags = map[string]string{
 
 const maxDepth = 200
 
+// maxNodes bounds the values one template may expand to. YAML aliases can
+// make a few hundred bytes expand exponentially ("billion laughs"); real
+// templates have a few thousand nodes.
+const maxNodes = 1_000_000
+
 // convert turns a YAML node into plain values: map[string]any, []any,
 // string, number, bool or nil, with short tags rewritten to long forms.
-func convert(n *yaml.Node, depth int) (any, error) {
+func convert(n *yaml.Node, depth int, budget *int) (any, error) {
 	if depth > maxDepth {
 		return nil, fmt.Errorf("%w: line %d: nesting deeper than %d", ErrInvalid, n.Line, maxDepth)
+	}
+	if *budget--; *budget < 0 {
+		return nil, fmt.Errorf("%w: line %d: the template expands to more than %d values (aliases?)", ErrInvalid, n.Line, maxNodes)
 	}
 	if n.Kind == yaml.AliasNode {
 		if n.Alias == nil {
 			return nil, fmt.Errorf("%w: line %d: dangling alias", ErrInvalid, n.Line)
 		}
-		return convert(n.Alias, depth+1)
+		return convert(n.Alias, depth+1, budget)
 	}
 	if strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!") {
 		key, ok := shortTags[n.Tag]
@@ -403,7 +412,7 @@ func convert(n *yaml.Node, depth int) (any, error) {
 			c := *n
 			c.Tag = ""
 			var err error
-			if arg, err = convert(&c, depth+1); err != nil {
+			if arg, err = convert(&c, depth+1, budget); err != nil {
 				return nil, err
 			}
 		}
@@ -414,7 +423,7 @@ func convert(n *yaml.Node, depth int) (any, error) {
 		if len(n.Content) == 0 {
 			return nil, nil
 		}
-		return convert(n.Content[0], depth+1)
+		return convert(n.Content[0], depth+1, budget)
 	case yaml.MappingNode:
 		m := make(map[string]any, len(n.Content)/2)
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -425,7 +434,7 @@ func convert(n *yaml.Node, depth int) (any, error) {
 			if _, dup := m[kn.Value]; dup {
 				return nil, fmt.Errorf("%w: line %d: duplicate key %q", ErrInvalid, kn.Line, kn.Value)
 			}
-			v, err := convert(vn, depth+1)
+			v, err := convert(vn, depth+1, budget)
 			if err != nil {
 				return nil, err
 			}
@@ -435,7 +444,7 @@ func convert(n *yaml.Node, depth int) (any, error) {
 	case yaml.SequenceNode:
 		s := make([]any, 0, len(n.Content))
 		for _, c := range n.Content {
-			v, err := convert(c, depth+1)
+			v, err := convert(c, depth+1, budget)
 			if err != nil {
 				return nil, err
 			}

@@ -2,6 +2,7 @@ package sam
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -258,6 +259,7 @@ func TestParseErrors(t *testing.T) {
 		{"parameter without type", "Parameters:\n  P: {Default: x}\nResources: {}\n", "Parameters.P"},
 		{"resources not a mapping", "Resources: [a]\n", "Resources is not a mapping"},
 		{"unknown resource condition", "Resources:\n  A: {Type: X, Condition: Nope}\n", `unknown condition "Nope"`},
+		{"alias bomb", aliasBomb(8), "expands to more than"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -758,4 +760,23 @@ func TestConcurrentUse(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// aliasBomb is a template of levels anchors, each referring to the one
+// before ten times: a few hundred bytes that expand to 10^levels values.
+func aliasBomb(levels int) string {
+	var b strings.Builder
+	b.WriteString("a0: &a0 x\n")
+	for i := 1; i <= levels; i++ {
+		fmt.Fprintf(&b, "a%d: &a%d [", i, i)
+		for j := 0; j < 10; j++ {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "*a%d", i-1)
+		}
+		b.WriteString("]\n")
+	}
+	b.WriteString("Resources: {}\n")
+	return b.String()
 }
