@@ -1,7 +1,6 @@
 package benchmarks
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -12,9 +11,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/bucketgate/bucketgate/internal/testutil/syncbuf"
 
 	"github.com/bucketgate/bucketgate/internal/lambdaemu"
 	"github.com/bucketgate/bucketgate/internal/testutil/redistest"
@@ -36,24 +36,6 @@ func makeBuild(t testing.TB, target, dir, goarch string) string {
 	return filepath.Join(dir, "bootstrap")
 }
 
-// syncBuffer is a bytes.Buffer safe for the emulator's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // coldStart is one measured cold start.
 type coldStart struct {
 	init  time.Duration // process start to first GET /next (lambdaemu)
@@ -64,7 +46,7 @@ type coldStart struct {
 // emulation, sends it event, and measures.
 func coldStartOnce(t testing.TB, name, exe string, env map[string]string, event []byte) (coldStart, string) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	f, err := lambdaemu.New(lambdaemu.Config{Name: name, Executable: exe, Env: env, MaxProcs: 1, Logs: logs, Timeout: 30 * time.Second})
 	if err != nil {
 		t.Fatalf("lambdaemu: %v", err)

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bucketgate/bucketgate/internal/testutil/syncbuf"
+
 	"github.com/bucketgate/bucketgate/internal/apikey"
 	"github.com/bucketgate/bucketgate/internal/localapi"
 	"github.com/bucketgate/bucketgate/internal/sam"
@@ -84,23 +86,6 @@ func functions(t testing.TB) map[string]string {
 	return built
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // stack is one running copy of the whole system.
 type stack struct {
 	t       testing.TB
@@ -152,7 +137,7 @@ func startWith(t testing.TB, limits string) *stack {
 		s.keys[tier] = key
 	}
 
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	app, err := localapi.StartAPI(ctx, localapi.Options{
 		Template: template,
 		Prebuilt: exes,

@@ -9,9 +9,10 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/bucketgate/bucketgate/internal/testutil/syncbuf"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -99,24 +100,6 @@ func TestRunUsage(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the server's goroutines to write.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestRunServesAndStops(t *testing.T) {
 	const token = "run-test-token-42"
 	tests := []struct {
@@ -135,7 +118,7 @@ func TestRunServesAndStops(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			outR, outW := io.Pipe()
-			var stderr syncBuffer
+			var stderr syncbuf.Buffer
 			done := make(chan int, 1)
 			go func() {
 				done <- run(ctx, args, env(map[string]string{"UPSTASH_REDIS_REST_TOKEN": token}), outW, &stderr)
