@@ -70,7 +70,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/aws/aws-lambda-go/events"
 
@@ -99,13 +98,16 @@ type Functions map[string]*lambdaemu.Function
 // ErrUnknownFunction: the Invoker has no function by that logical ID.
 var ErrUnknownFunction = errors.New("apigw: unknown function")
 
-// Invoke runs the named function.
+// Invoke runs the named function with an event the gateway built. The
+// payload is not checked for being valid JSON (the gateway's events are, by
+// construction: see lambdaemu.Function.InvokeValid); call
+// lambdaemu.Function.Invoke for payloads from anywhere else.
 func (fs Functions) Invoke(ctx context.Context, logicalID string, payload []byte) (lambdaemu.Result, error) {
 	f, ok := fs[logicalID]
 	if !ok {
 		return lambdaemu.Result{}, fmt.Errorf("%w %q", ErrUnknownFunction, logicalID)
 	}
-	return f.Invoke(ctx, payload)
+	return f.InvokeValid(ctx, payload)
 }
 
 // Config describes the API to serve. The zero value of every optional field
@@ -140,8 +142,9 @@ type Config struct {
 // Gateway is an http.Handler serving one REST API. It is safe for
 // concurrent use.
 type Gateway struct {
-	cfg    Config
-	routes []route
+	cfg       Config
+	routes    []route
+	responses map[string]compiledResponse // the API's gateway responses by type
 
 	cacheMu sync.Mutex
 	cache   map[string]cachedAuth
@@ -217,6 +220,7 @@ func New(cfg Config) (*Gateway, error) {
 	if err := validateGatewayResponses(cfg.API.GatewayResponses); err != nil {
 		return nil, fmt.Errorf("apigw: %w", err)
 	}
+	g.responses = compileResponses(cfg.API.GatewayResponses)
 	return g, nil
 }
 
@@ -292,8 +296,8 @@ func (rc *requestCtx) contextVar(name string) (string, bool) {
 	return "", false
 }
 
-// ServeHTTP handles one client request.
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// newRequestCtx starts the gateway's view of r.
+func (g *Gateway) newRequestCtx(r *http.Request) *requestCtx {
 	rc := &requestCtx{
 		requestID:      newUUID(),
 		start:          g.cfg.Now(),
@@ -306,12 +310,20 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rc.sourceIP = peerIP(r.RemoteAddr)
 	rc.headers = passHeaders(r, rc.sourceIP)
+	return rc
+}
+
+// ServeHTTP handles one client request.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rc := g.newRequestCtx(r)
 	status, note := g.serve(w, rc)
-	attrs := []any{"method", r.Method, "path", r.URL.Path, "status", status, "requestId", rc.requestID, "ms", time.Since(rc.start).Milliseconds()}
-	if note != "" {
-		attrs = append(attrs, "note", note)
+	attrs := [6]slog.Attr{slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", status),
+		slog.String("requestId", rc.requestID), slog.Int64("ms", time.Since(rc.start).Milliseconds()), slog.String("note", note)}
+	n := len(attrs)
+	if note == "" {
+		n--
 	}
-	g.cfg.Logger.Info("request", attrs...)
+	g.cfg.Logger.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs[:n]...)
 }
 
 func (g *Gateway) serve(w http.ResponseWriter, rc *requestCtx) (int, string) {
@@ -350,11 +362,7 @@ func (g *Gateway) serve(w http.ResponseWriter, rc *requestCtx) (int, string) {
 		rc.principalID = &out.PrincipalID
 	}
 
-	event := g.proxyEvent(rc, body, authLatency)
-	payload, err := json.Marshal(event)
-	if err != nil {
-		return g.writeGatewayResponse(w, rc, gatewayError{typ: lambdaError}), "encoding the event: " + err.Error()
-	}
+	payload := g.appendProxyEvent(make([]byte, 0, 2048+len(body)*4/3), rc, body, authLatency)
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.IntegrationTimeout)
 	defer cancel()
 	res, err := g.cfg.Invoker.Invoke(ctx, rt.FunctionLogicalID, payload)
@@ -398,19 +406,19 @@ func (g *Gateway) authorize(ctx context.Context, rc *requestCtx) (AuthorizerOutp
 		}
 	}
 
-	var event any
+	var payload []byte
 	if a.PayloadType == "TOKEN" {
 		token := ""
 		if len(identity) > 0 {
 			token = identity[0]
 		}
-		event = events.APIGatewayCustomAuthorizerRequest{Type: "TOKEN", AuthorizationToken: token, MethodArn: methodArn}
+		var err error
+		payload, err = json.Marshal(events.APIGatewayCustomAuthorizerRequest{Type: "TOKEN", AuthorizationToken: token, MethodArn: methodArn})
+		if err != nil {
+			return AuthorizerOutput{}, &gatewayError{typ: AuthorizerConfigurationError}, "encoding the authorizer event: " + err.Error()
+		}
 	} else {
-		event = g.authorizerEvent(rc, methodArn)
-	}
-	payload, err := json.Marshal(event)
-	if err != nil {
-		return AuthorizerOutput{}, &gatewayError{typ: AuthorizerConfigurationError}, "encoding the authorizer event: " + err.Error()
+		payload = g.appendAuthorizerEvent(make([]byte, 0, 2048), rc, methodArn)
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.IntegrationTimeout)
 	defer cancel()
@@ -497,91 +505,8 @@ func (g *Gateway) identity(a sam.Authorizer, rc *requestCtx) (values []string, c
 
 // methodArn is arn:aws:execute-api:{region}:{account}:{apiId}/{stage}/{METHOD}/{path without its leading slash}.
 func (g *Gateway) methodArn(rc *requestCtx) string {
-	return fmt.Sprintf("arn:aws:execute-api:%s:%s:%s/%s/%s/%s",
-		g.cfg.Region, g.cfg.AccountID, g.cfg.APIID, g.cfg.API.StageName, rc.r.Method, strings.TrimPrefix(rc.r.URL.Path, "/"))
-}
-
-func (g *Gateway) authorizerEvent(rc *requestCtx, methodArn string) events.APIGatewayCustomAuthorizerRequestTypeRequest {
-	single, multi := headerMaps(rc.headers)
-	q, mq := queryMaps(rc.query)
-	return events.APIGatewayCustomAuthorizerRequestTypeRequest{
-		Type:                            "REQUEST",
-		MethodArn:                       methodArn,
-		Resource:                        rc.route.Path,
-		Path:                            rc.r.URL.Path,
-		HTTPMethod:                      rc.r.Method,
-		Headers:                         single,
-		MultiValueHeaders:               multi,
-		QueryStringParameters:           q,
-		MultiValueQueryStringParameters: mq,
-		PathParameters:                  rc.pathParams,
-		StageVariables:                  rc.stageVariables,
-		RequestContext: events.APIGatewayCustomAuthorizerRequestTypeRequestContext{
-			Path:         "/" + rc.stage + rc.r.URL.Path,
-			AccountID:    rc.accountID,
-			ResourceID:   resourceID(rc.route.Path),
-			Stage:        rc.stage,
-			RequestID:    rc.requestID,
-			Identity:     events.APIGatewayCustomAuthorizerRequestTypeRequestIdentity{SourceIP: rc.sourceIP},
-			ResourcePath: rc.route.Path,
-			HTTPMethod:   rc.r.Method,
-			APIID:        rc.apiID,
-		},
-	}
-}
-
-func (g *Gateway) proxyEvent(rc *requestCtx, body []byte, authLatency time.Duration) events.APIGatewayProxyRequest {
-	single, multi := headerMaps(rc.headers)
-	q, mq := queryMaps(rc.query)
-	ev := events.APIGatewayProxyRequest{
-		Resource:                        rc.route.Path,
-		Path:                            rc.r.URL.Path,
-		HTTPMethod:                      rc.r.Method,
-		Headers:                         single,
-		MultiValueHeaders:               multi,
-		QueryStringParameters:           q,
-		MultiValueQueryStringParameters: mq,
-		PathParameters:                  rc.pathParams,
-		StageVariables:                  rc.stageVariables,
-		RequestContext: events.APIGatewayProxyRequestContext{
-			AccountID:         rc.accountID,
-			ResourceID:        resourceID(rc.route.Path),
-			Stage:             rc.stage,
-			DomainName:        rc.r.Host,
-			DomainPrefix:      strings.SplitN(rc.r.Host, ".", 2)[0],
-			RequestID:         rc.requestID,
-			ExtendedRequestID: rc.requestID,
-			Protocol:          rc.r.Proto,
-			Identity: events.APIGatewayRequestIdentity{
-				SourceIP:  rc.sourceIP,
-				UserAgent: rc.r.UserAgent(),
-			},
-			ResourcePath:     rc.route.Path,
-			Path:             "/" + rc.stage + rc.r.URL.Path,
-			HTTPMethod:       rc.r.Method,
-			RequestTime:      rc.start.UTC().Format("02/Jan/2006:15:04:05 -0700"),
-			RequestTimeEpoch: rc.start.UnixMilli(),
-			APIID:            rc.apiID,
-		},
-	}
-	if rc.principalID != nil {
-		a := make(map[string]interface{}, len(rc.authorizer)+2)
-		for k, v := range rc.authorizer {
-			a[k] = v
-		}
-		a["principalId"] = *rc.principalID
-		a["integrationLatency"] = authLatency.Milliseconds()
-		ev.RequestContext.Authorizer = a
-	}
-	if len(body) > 0 {
-		if g.binary(rc.r.Header.Get("Content-Type")) || !utf8.Valid(body) {
-			ev.Body = base64.StdEncoding.EncodeToString(body)
-			ev.IsBase64Encoded = true
-		} else {
-			ev.Body = string(body)
-		}
-	}
-	return ev
+	return "arn:aws:execute-api:" + g.cfg.Region + ":" + g.cfg.AccountID + ":" + g.cfg.APIID + "/" +
+		g.cfg.API.StageName + "/" + rc.r.Method + "/" + strings.TrimPrefix(rc.r.URL.Path, "/")
 }
 
 func (g *Gateway) binary(contentType string) bool {
@@ -617,46 +542,17 @@ var dropHeaders = map[string]bool{"Content-Length": true, "Connection": true, "T
 // isBase64Encoded} with the right types is malformed (nothing is written
 // then).
 func writeProxyResponse(w http.ResponseWriter, payload []byte, requestID string) (int, error) {
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.DisallowUnknownFields()
-	var pr proxyResponse
-	if err := dec.Decode(&pr); err != nil {
+	pr, err := parseProxyResponse(payload)
+	if err != nil {
 		return 0, err
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return 0, errors.New("data after the response object")
-	}
-	if bytes.Equal(bytes.TrimSpace(payload), []byte("null")) {
-		return 0, errors.New("null response")
-	}
-	if len(pr.StatusCode) == 0 || string(pr.StatusCode) == "null" {
-		return 0, errors.New("statusCode is missing")
-	}
-	status, err := strconv.Atoi(string(pr.StatusCode)) // a JSON integer, not a string
-	if err != nil || status < 100 || status > 599 {
-		return 0, fmt.Errorf("statusCode %s is not an HTTP status", pr.StatusCode)
-	}
-	body := []byte(nil)
-	if pr.Body != nil {
-		body = []byte(*pr.Body)
-		if pr.IsBase64Encoded {
-			body, err = base64.StdEncoding.DecodeString(*pr.Body)
-			if err != nil {
-				return 0, fmt.Errorf("body is not valid base64: %v", err)
-			}
-		}
-	}
 	h := http.Header{}
-	for k, raw := range pr.Headers {
-		v, err := contextValue(raw)
-		if err != nil {
-			return 0, fmt.Errorf("header %s: %v", k, err)
-		}
+	for k, v := range pr.headers {
 		h.Set(k, v)
 	}
 	// Values in multiValueHeaders replace a single-value header of the same
 	// name (API Gateway merges the two, multiValueHeaders winning).
-	for k, vs := range pr.MultiValueHeaders {
+	for k, vs := range pr.multiValueHeaders {
 		h.Del(k)
 		for _, v := range vs {
 			h.Add(k, v)
@@ -673,10 +569,72 @@ func writeProxyResponse(w http.ResponseWriter, payload []byte, requestID string)
 		out.Set("Content-Type", "application/json")
 	}
 	out.Set("X-Amzn-Requestid", requestID)
-	out.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
-	return status, nil
+	out.Set("Content-Length", strconv.Itoa(len(pr.body)))
+	w.WriteHeader(pr.status)
+	_, _ = w.Write(pr.body)
+	return pr.status, nil
+}
+
+// parseProxyResponse decodes and checks a Lambda proxy response.
+func parseProxyResponse(payload []byte) (parsedProxy, error) {
+	if pr, ok := fastProxyResponse(payload); ok {
+		return pr, nil
+	}
+	return parseProxyResponseJSON(payload)
+}
+
+// parseProxyResponseJSON is parseProxyResponse with encoding/json: the
+// reference for every input, and the path taken for inputs outside the fast
+// parser's subset.
+func parseProxyResponseJSON(payload []byte) (parsedProxy, error) {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.DisallowUnknownFields()
+	var raw proxyResponse
+	if err := dec.Decode(&raw); err != nil {
+		return parsedProxy{}, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return parsedProxy{}, errors.New("data after the response object")
+	}
+	if bytes.Equal(bytes.TrimSpace(payload), []byte("null")) {
+		return parsedProxy{}, errors.New("null response")
+	}
+	if len(raw.StatusCode) == 0 || string(raw.StatusCode) == "null" {
+		return parsedProxy{}, errors.New("statusCode is missing")
+	}
+	status, err := strconv.Atoi(string(raw.StatusCode)) // a JSON integer, not a string
+	if err != nil || status < 100 || status > 599 {
+		return parsedProxy{}, fmt.Errorf("statusCode %s is not an HTTP status", raw.StatusCode)
+	}
+	pr := parsedProxy{status: status, multiValueHeaders: raw.MultiValueHeaders}
+	if raw.Body != nil {
+		if pr.body, err = proxyBody(*raw.Body, raw.IsBase64Encoded); err != nil {
+			return parsedProxy{}, err
+		}
+	}
+	if raw.Headers != nil {
+		pr.headers = make(map[string]string, len(raw.Headers))
+	}
+	for k, v := range raw.Headers {
+		s, err := contextValue(v)
+		if err != nil {
+			return parsedProxy{}, fmt.Errorf("header %s: %v", k, err)
+		}
+		pr.headers[k] = s
+	}
+	return pr, nil
+}
+
+// proxyBody is the response body a proxy response's body field stands for.
+func proxyBody(body string, isBase64Encoded bool) ([]byte, error) {
+	if !isBase64Encoded {
+		return []byte(body), nil
+	}
+	b, err := base64.StdEncoding.DecodeString(body)
+	if err != nil {
+		return nil, fmt.Errorf("body is not valid base64: %v", err)
+	}
+	return b, nil
 }
 
 // passHeaders is the request's headers as API Gateway passes them on: with
@@ -706,41 +664,6 @@ func hostWithPort(r *http.Request) string {
 		return addr.String()
 	}
 	return r.Host
-}
-
-// headerMaps renders headers in both event forms: the last value per name,
-// and all values. Both are nil when there are no headers.
-func headerMaps(h http.Header) (map[string]string, map[string][]string) {
-	if len(h) == 0 {
-		return nil, nil
-	}
-	single := make(map[string]string, len(h))
-	multi := make(map[string][]string, len(h))
-	for k, vs := range h {
-		if len(vs) == 0 {
-			continue
-		}
-		single[k] = vs[len(vs)-1]
-		multi[k] = append([]string(nil), vs...)
-	}
-	return single, multi
-}
-
-// queryMaps renders the query string in both event forms; nil when empty.
-func queryMaps(q map[string][]string) (map[string]string, map[string][]string) {
-	if len(q) == 0 {
-		return nil, nil
-	}
-	single := make(map[string]string, len(q))
-	multi := make(map[string][]string, len(q))
-	for k, vs := range q {
-		if len(vs) == 0 {
-			continue
-		}
-		single[k] = vs[len(vs)-1]
-		multi[k] = append([]string(nil), vs...)
-	}
-	return single, multi
 }
 
 // peerIP is the address part of a RemoteAddr ("1.2.3.4:5678" → "1.2.3.4").

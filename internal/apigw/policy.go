@@ -66,6 +66,16 @@ type Statement struct {
 // Resource; context values must be strings, numbers or booleans (objects and
 // arrays are rejected). Errors wrap ErrMalformedAuthorizerOutput.
 func ParseAuthorizerOutput(payload []byte) (AuthorizerOutput, error) {
+	if out, ok := fastAuthorizerOutput(payload); ok {
+		return out, nil
+	}
+	return parseAuthorizerOutput(payload)
+}
+
+// parseAuthorizerOutput is ParseAuthorizerOutput with encoding/json: the
+// reference for every input, and the path taken for inputs outside the fast
+// parser's subset.
+func parseAuthorizerOutput(payload []byte) (AuthorizerOutput, error) {
 	var raw struct {
 		PrincipalID        *json.RawMessage           `json:"principalId"`
 		PolicyDocument     *json.RawMessage           `json:"policyDocument"`

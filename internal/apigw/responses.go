@@ -3,6 +3,7 @@ package apigw
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"strconv"
@@ -146,12 +147,12 @@ func (g *Gateway) writeGatewayResponse(w http.ResponseWriter, rc *requestCtx, ge
 		fallback = Default5XX
 	}
 	status := def.status
-	custom, ok := g.cfg.API.GatewayResponses[ge.typ]
+	custom, ok := g.responses[ge.typ]
 	if !ok {
-		custom, ok = g.cfg.API.GatewayResponses[fallback]
+		custom, ok = g.responses[fallback]
 	}
-	if ok && custom.StatusCode != 0 && ge.typ != lambdaError {
-		status = custom.StatusCode
+	if ok && custom.statusCode != 0 && ge.typ != lambdaError {
+		status = custom.statusCode
 	}
 
 	lookup := rc.lookup(ge.typ, message)
@@ -159,14 +160,14 @@ func (g *Gateway) writeGatewayResponse(w http.ResponseWriter, rc *requestCtx, ge
 	body := ""
 	contentType := "application/json"
 	if ok {
-		for name, v := range custom.RenderHeaders(lookup) {
-			if v != "" {
-				h.Set(name, v)
+		for _, m := range custom.headers {
+			if v, known := sam.MappingValue(m.expr, lookup); known && v != "" {
+				h[m.key] = []string{v}
 			}
 		}
-		if ct, tmpl, found := pickTemplate(custom.Templates); found {
-			contentType = ct
-			body = sam.RenderTemplate(tmpl, lookup)
+		if custom.hasTemplate {
+			contentType = custom.contentType
+			body = sam.RenderTemplate(custom.template, lookup)
 		} else {
 			body = sam.RenderTemplate(defaultTemplate, lookup)
 		}
@@ -186,8 +187,36 @@ func (g *Gateway) writeGatewayResponse(w http.ResponseWriter, rc *requestCtx, ge
 	h.Set("X-Amzn-Requestid", rc.requestID)
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
-	_, _ = w.Write([]byte(body))
+	_, _ = io.WriteString(w, body)
 	return status
+}
+
+// compiledResponse is a template's gateway response, prepared once.
+type compiledResponse struct {
+	statusCode  int
+	headers     []headerMapping // sorted by header name
+	hasTemplate bool
+	contentType string // of the chosen body template
+	template    string
+}
+
+// headerMapping is one response header: its canonical name and mapping
+// expression.
+type headerMapping struct {
+	key, expr string
+}
+
+func compileResponses(g map[string]sam.GatewayResponse) map[string]compiledResponse {
+	out := make(map[string]compiledResponse, len(g))
+	for typ, r := range g {
+		c := compiledResponse{statusCode: r.StatusCode}
+		for _, name := range sortedKeys(r.Headers) {
+			c.headers = append(c.headers, headerMapping{key: http.CanonicalHeaderKey(name), expr: r.Headers[name]})
+		}
+		c.contentType, c.template, c.hasTemplate = pickTemplate(r.Templates)
+		out[typ] = c
+	}
+	return out
 }
 
 // pickTemplate chooses the body template: application/json when defined,

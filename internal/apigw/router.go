@@ -23,7 +23,8 @@ type segment struct {
 
 type route struct {
 	sam.Route
-	segs []segment
+	segs       []segment
+	resourceID string // requestContext.resourceId, computed once
 }
 
 var methods = map[string]bool{
@@ -39,7 +40,7 @@ func compileRoute(r sam.Route) (route, error) {
 	if !strings.HasPrefix(r.Path, "/") {
 		return route{}, fmt.Errorf("route %s %s: path must start with /", r.Method, r.Path)
 	}
-	out := route{Route: r}
+	out := route{Route: r, resourceID: resourceID(r.Path)}
 	if r.Path == "/" {
 		return out, nil
 	}
