@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bucketgate/bucketgate/internal/testutil/syncbuf"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -51,26 +52,9 @@ func buildDir(t *testing.T) string {
 	return sharedBuild
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func runLocal(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errw syncBuffer
+	var out, errw syncbuf.Buffer
 	code = run(context.Background(), args, strings.NewReader(stdin), &out, &errw)
 	return code, out.String(), errw.String()
 }
@@ -211,7 +195,7 @@ func TestStartAPI(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pr, pw := io.Pipe()
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"start-api", "--port", "0", "--template", testTemplate, "--build-dir", buildDir(t),

@@ -1,7 +1,6 @@
 package lambdaemu_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bucketgate/bucketgate/internal/testutil/syncbuf"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -57,27 +58,9 @@ func testFunction(t testing.TB) string {
 	return filepath.Join(buildDir, "bootstrap")
 }
 
-// syncBuffer is a bytes.Buffer safe for the emulator's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // newFunction starts a Function for the test program with cfg's fields
 // (Name and Executable filled in) and closes it at the end of the test.
-func newFunction(t *testing.T, cfg lambdaemu.Config) (*lambdaemu.Function, *syncBuffer) {
+func newFunction(t *testing.T, cfg lambdaemu.Config) (*lambdaemu.Function, *syncbuf.Buffer) {
 	t.Helper()
 	if cfg.Name == "" {
 		cfg.Name = "TestFunction"
@@ -85,7 +68,7 @@ func newFunction(t *testing.T, cfg lambdaemu.Config) (*lambdaemu.Function, *sync
 	if cfg.Executable == "" {
 		cfg.Executable = testFunction(t)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	if cfg.Logs == nil {
 		cfg.Logs = logs
 	}

@@ -1,7 +1,6 @@
 package localapi_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bucketgate/bucketgate/internal/testutil/syncbuf"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -70,26 +71,9 @@ func prebuilt(t *testing.T) map[string]string {
 	return built
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func startAPI(t *testing.T, opts localapi.Options) (*localapi.App, *httptest.Server, *syncBuffer) {
+func startAPI(t *testing.T, opts localapi.Options) (*localapi.App, *httptest.Server, *syncbuf.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	if opts.Template == "" {
 		opts.Template = testTemplate
 	}
@@ -284,7 +268,7 @@ func TestUpstashFromEnvVarsIsNotReplaced(t *testing.T) {
 }
 
 func TestStartFunction(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	opts := localapi.Options{Template: testTemplate, Prebuilt: prebuilt(t), Logs: logs}
 	app, err := localapi.StartFunction(context.Background(), opts, "EchoFunction")
 	if err != nil {
