@@ -19,6 +19,7 @@ func TestBench(t *testing.T) {
 	}
 	t.Run("cost", benchCost)
 	t.Run("latency", benchLatency)
+	t.Run("rtt", benchRTT)
 	t.Run("memory", benchMemory)
 	t.Run("e2e", benchE2E)
 	t.Run("coldstart", benchColdStart)

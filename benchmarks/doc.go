@@ -20,6 +20,9 @@
 //	           same upstashlocal server and redis-server; dollars per 1M
 //	latency    authorizer decision vs a raw one-command REST round trip vs the
 //	           peer's limit(), p50/p99
+//	rtt        the same decision vs raw round trip comparison with a fixed
+//	           network delay added by a TCP proxy both go through (loopback,
+//	           +1 ms, +5 ms round trip)
 //	memory     the memory store at 1M keys: bounded, eviction works
 //	e2e        requests/s and p50/p99 through `cmd/local start-api`
 //	coldstart  process start to first decision through the Runtime API;
