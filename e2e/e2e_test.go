@@ -14,15 +14,15 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/bucketgate/bucketgate/internal/testutil/fnbuild"
 
 	"github.com/bucketgate/bucketgate/internal/testutil/syncbuf"
 
 	"github.com/bucketgate/bucketgate/internal/apikey"
 	"github.com/bucketgate/bucketgate/internal/localapi"
-	"github.com/bucketgate/bucketgate/internal/sam"
 	"github.com/bucketgate/bucketgate/internal/testutil/redistest"
 	"github.com/bucketgate/bucketgate/internal/testutil/upstashtest"
 )
@@ -43,18 +43,9 @@ const (
 	predictMaxRows = 100
 )
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	built     map[string]string
-	buildErr  error
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		_ = os.RemoveAll(buildDir)
-	}
+	fnbuild.Cleanup()
 	os.Exit(code)
 }
 
@@ -62,28 +53,7 @@ func TestMain(m *testing.M) {
 // binary, the way cmd/local does (make build-<LogicalId>).
 func functions(t testing.TB) map[string]string {
 	t.Helper()
-	redistest.Need(t, "make") // builds run the template's makefile targets
-	redistest.Need(t, "go")
-	buildOnce.Do(func() {
-		tmpl, err := sam.Load(template)
-		if err != nil {
-			buildErr = err
-			return
-		}
-		fns, err := tmpl.Functions(nil)
-		if err != nil {
-			buildErr = err
-			return
-		}
-		if buildDir, buildErr = os.MkdirTemp("", "bucketgate-e2e-"); buildErr != nil {
-			return
-		}
-		built, buildErr = localapi.Build(context.Background(), "..", []sam.Function{fns["AuthorizerFunction"], fns["PredictFunction"]}, buildDir, io.Discard)
-	})
-	if buildErr != nil {
-		t.Fatalf("building the functions: %v", buildErr)
-	}
-	return built
+	return fnbuild.Binaries(t, "..")
 }
 
 // stack is one running copy of the whole system.

@@ -15,8 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bucketgate/bucketgate/internal/testutil/fnbuild"
+
 	"github.com/bucketgate/bucketgate/internal/localapi"
-	"github.com/bucketgate/bucketgate/internal/sam"
 )
 
 // The HTTP-level scenarios run template.yaml the way `cmd/local start-api`
@@ -26,18 +27,9 @@ import (
 
 const templatePath = "../template.yaml"
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	built     map[string]string
-	buildErr  error
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		_ = os.RemoveAll(buildDir)
-	}
+	fnbuild.Cleanup()
 	os.Exit(code)
 }
 
@@ -45,27 +37,7 @@ func TestMain(m *testing.M) {
 // test binary, as cmd/local does (make build-<LogicalId>).
 func functionBinaries(t *testing.T) map[string]string {
 	t.Helper()
-	buildOnce.Do(func() {
-		tmpl, err := sam.Load(templatePath)
-		if err != nil {
-			buildErr = err
-			return
-		}
-		fns, err := tmpl.Functions(nil)
-		if err != nil {
-			buildErr = err
-			return
-		}
-		if buildDir, buildErr = os.MkdirTemp("", "bucketgate-reliability-"); buildErr != nil {
-			return
-		}
-		built, buildErr = localapi.Build(context.Background(), "..",
-			[]sam.Function{fns["AuthorizerFunction"], fns["PredictFunction"]}, buildDir, io.Discard)
-	})
-	if buildErr != nil {
-		t.Fatalf("building the functions: %v", buildErr)
-	}
-	return built
+	return fnbuild.Binaries(t, "..")
 }
 
 // localAPI is a running start-api.
