@@ -602,7 +602,7 @@ func TestTemplateTable(t *testing.T) {
 			map[string]any{"AttributeName": "keyHash", "AttributeType": "S"},
 		},
 		// No index: apikey.DynamoStore reads by hash and revokes by Scan.
-		"GlobalSecondaryIndexes": nil,
+		"GlobalSecondaryIndexes":           nil,
 		"PointInTimeRecoverySpecification": map[string]any{"PointInTimeRecoveryEnabled": true},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
