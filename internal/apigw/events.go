@@ -20,20 +20,8 @@ import (
 func (g *Gateway) appendAuthorizerEvent(dst []byte, rc *requestCtx, methodArn string) []byte {
 	dst = append(dst, `{"type":"REQUEST","methodArn":`...)
 	dst = appendJSONString(dst, methodArn)
-	dst = append(dst, `,"resource":`...)
-	dst = appendJSONString(dst, rc.route.Path)
-	dst = append(dst, `,"path":`...)
-	dst = appendJSONString(dst, rc.r.URL.Path)
-	dst = append(dst, `,"httpMethod":`...)
-	dst = appendJSONString(dst, rc.r.Method)
 	dst = append(dst, ',')
-	dst = appendMultiMaps(dst, "headers", "multiValueHeaders", rc.headers)
-	dst = append(dst, ',')
-	dst = appendMultiMaps(dst, "queryStringParameters", "multiValueQueryStringParameters", rc.query)
-	dst = append(dst, `,"pathParameters":`...)
-	dst = appendStringMap(dst, rc.pathParams)
-	dst = append(dst, `,"stageVariables":`...)
-	dst = appendStringMap(dst, rc.stageVariables)
+	dst = appendRequestFields(dst, rc)
 	dst = append(dst, `,"requestContext":{"path":`...)
 	dst = appendStagePath(dst, rc)
 	dst = append(dst, `,"accountId":`...)
@@ -58,20 +46,8 @@ func (g *Gateway) appendAuthorizerEvent(dst []byte, rc *requestCtx, methodArn st
 // appendProxyEvent appends the Lambda proxy integration event for rc with
 // the request body; authLatency is the authorizer's integration latency.
 func (g *Gateway) appendProxyEvent(dst []byte, rc *requestCtx, body []byte, authLatency time.Duration) []byte {
-	dst = append(dst, `{"resource":`...)
-	dst = appendJSONString(dst, rc.route.Path)
-	dst = append(dst, `,"path":`...)
-	dst = appendJSONString(dst, rc.r.URL.Path)
-	dst = append(dst, `,"httpMethod":`...)
-	dst = appendJSONString(dst, rc.r.Method)
-	dst = append(dst, ',')
-	dst = appendMultiMaps(dst, "headers", "multiValueHeaders", rc.headers)
-	dst = append(dst, ',')
-	dst = appendMultiMaps(dst, "queryStringParameters", "multiValueQueryStringParameters", rc.query)
-	dst = append(dst, `,"pathParameters":`...)
-	dst = appendStringMap(dst, rc.pathParams)
-	dst = append(dst, `,"stageVariables":`...)
-	dst = appendStringMap(dst, rc.stageVariables)
+	dst = append(dst, '{')
+	dst = appendRequestFields(dst, rc)
 	dst = append(dst, `,"requestContext":{"accountId":`...)
 	dst = appendJSONString(dst, rc.accountID)
 	dst = append(dst, `,"resourceId":`...)
@@ -158,4 +134,24 @@ func appendAuthorizerContext(dst []byte, rc *requestCtx, authLatency time.Durati
 		}
 	}
 	return append(dst, '}')
+}
+
+// appendRequestFields appends the request fields both events share, in
+// their order: "resource" through "stageVariables", without braces.
+func appendRequestFields(dst []byte, rc *requestCtx) []byte {
+	dst = append(dst, `"resource":`...)
+	dst = appendJSONString(dst, rc.route.Path)
+	dst = append(dst, `,"path":`...)
+	dst = appendJSONString(dst, rc.r.URL.Path)
+	dst = append(dst, `,"httpMethod":`...)
+	dst = appendJSONString(dst, rc.r.Method)
+	dst = append(dst, ',')
+	dst = appendMultiMaps(dst, "headers", "multiValueHeaders", rc.headers)
+	dst = append(dst, ',')
+	dst = appendMultiMaps(dst, "queryStringParameters", "multiValueQueryStringParameters", rc.query)
+	dst = append(dst, `,"pathParameters":`...)
+	dst = appendStringMap(dst, rc.pathParams)
+	dst = append(dst, `,"stageVariables":`...)
+	dst = appendStringMap(dst, rc.stageVariables)
+	return dst
 }
