@@ -72,8 +72,8 @@ FUZZ_TARGETS := \
 	./internal/limiter:FuzzUpstashReply \
 	./internal/upstash:FuzzParseSingle ./internal/upstash:FuzzAppendString ./internal/upstash:FuzzClientReply \
 	./internal/authorizer:FuzzHandleEvent ./internal/authorizer:FuzzLoadSettings \
-	./internal/sam:FuzzRenderTemplate ./internal/sam:FuzzMappingValue ./internal/sam:FuzzGatewayResponses \
-	./internal/predict:FuzzParseInputs ./internal/upstashlocal:FuzzParse
+	./internal/local/sam:FuzzRenderTemplate ./internal/local/sam:FuzzMappingValue ./internal/local/sam:FuzzGatewayResponses \
+	./internal/predict:FuzzParseInputs ./internal/local/upstashlocal:FuzzParse
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -1,6 +1,6 @@
 package bucketgate_test
 
-// Checks of the deployment wiring: template.yaml (parsed with internal/sam),
+// Checks of the deployment wiring: template.yaml (parsed with internal/local/sam),
 // its agreement with the Makefile, the code's environment variables and the
 // authorizer context contract (internal/authctx), and the sample events.
 
@@ -29,7 +29,7 @@ import (
 
 	"github.com/bucketgate/bucketgate/internal/apikey"
 	"github.com/bucketgate/bucketgate/internal/authctx"
-	"github.com/bucketgate/bucketgate/internal/sam"
+	"github.com/bucketgate/bucketgate/internal/local/sam"
 )
 
 const modulePath = "github.com/bucketgate/bucketgate"

@@ -16,7 +16,7 @@ import (
 
 	"github.com/bucketgate/bucketgate/internal/testutil/syncbuf"
 
-	"github.com/bucketgate/bucketgate/internal/lambdaemu"
+	"github.com/bucketgate/bucketgate/internal/local/lambdaemu"
 	"github.com/bucketgate/bucketgate/internal/testutil/redistest"
 	"github.com/bucketgate/bucketgate/internal/testutil/upstashtest"
 )
@@ -192,7 +192,7 @@ func benchColdStart(t *testing.T) {
 	rep.line("Binary sizes (`make build`: CGO_ENABLED=0, -tags lambda.norpc, -trimpath, -ldflags \"-s -w\"), target ≤ 15 MB (15,000,000 bytes):")
 	rep.line("")
 	rep.table([]string{"function", "linux/arm64", "of target", "linux/" + runtime.GOARCH + " (host build timed below)"}, sizeRows)
-	rep.line("Cold start of the host build through the Runtime API emulation (internal/lambdaemu), %d fresh processes per row,", runs)
+	rep.line("Cold start of the host build through the Runtime API emulation (internal/local/lambdaemu), %d fresh processes per row,", runs)
 	rep.line("one at a time. init: process start to its first GET /next (Go runtime and package init, then main: read the")
 	rep.line("environment, build the clients). first response: Invoke called, before the process exists, to the first response")
 	rep.line("(init + the first decision, which opens the first connection to the Upstash endpoint: plain HTTP on loopback here,")

@@ -1,5 +1,5 @@
 // Package e2e holds the end-to-end tests: the real template.yaml run by
-// internal/localapi (cmd/local start-api's engine), with the real authorizer
+// internal/local/startapi (cmd/local start-api's engine), with the real authorizer
 // and predict functions built for the host, a real redis-server behind the
 // Upstash-compatible REST server, and a real API key file. Each test checks
 // a row of DESIGN.md's HTTP contract through plain HTTP requests.

@@ -22,7 +22,7 @@ import (
 	"github.com/bucketgate/bucketgate/internal/testutil/syncbuf"
 
 	"github.com/bucketgate/bucketgate/internal/apikey"
-	"github.com/bucketgate/bucketgate/internal/localapi"
+	"github.com/bucketgate/bucketgate/internal/local/startapi"
 	"github.com/bucketgate/bucketgate/internal/testutil/redistest"
 	"github.com/bucketgate/bucketgate/internal/testutil/upstashtest"
 )
@@ -108,11 +108,11 @@ func startWith(t testing.TB, limits string) *stack {
 	}
 
 	logs := &syncbuf.Buffer{}
-	app, err := localapi.StartAPI(ctx, localapi.Options{
+	app, err := startapi.StartAPI(ctx, startapi.Options{
 		Template: template,
 		Prebuilt: exes,
 		Logs:     logs,
-		EnvVars: localapi.EnvVars{"Parameters": {
+		EnvVars: startapi.EnvVars{"Parameters": {
 			"UPSTASH_REDIS_REST_URL":   up.URL,
 			"UPSTASH_REDIS_REST_TOKEN": up.Token,
 			"API_KEYS_FILE":            keyFile,

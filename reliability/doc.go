@@ -2,7 +2,7 @@
 // security scenarios (issue 8). It has no code of its own: everything is in
 // its tests, which build the real authorizer (internal/authorizer with the
 // real Upstash client, limiter and key stores) against real servers —
-// redis-server behind internal/upstashlocal, dynalite for DynamoDB, and
+// redis-server behind internal/local/upstashlocal, dynalite for DynamoDB, and
 // cmd/local's API Gateway emulator running the function binaries as
 // processes — with internal/testutil/faultproxy in between to inject faults.
 //

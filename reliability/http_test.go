@@ -17,11 +17,11 @@ import (
 
 	"github.com/bucketgate/bucketgate/internal/testutil/fnbuild"
 
-	"github.com/bucketgate/bucketgate/internal/localapi"
+	"github.com/bucketgate/bucketgate/internal/local/startapi"
 )
 
 // The HTTP-level scenarios run template.yaml the way `cmd/local start-api`
-// does (internal/localapi, in process): API Gateway emulation in front of
+// does (internal/local/startapi, in process): API Gateway emulation in front of
 // the real function binaries, each running as warm processes behind the
 // Lambda Runtime API.
 
@@ -43,7 +43,7 @@ func functionBinaries(t *testing.T) map[string]string {
 // localAPI is a running start-api.
 type localAPI struct {
 	URL  string
-	App  *localapi.App
+	App  *startapi.App
 	Logs *logSink // gateway and function output, one line per write
 }
 
@@ -67,11 +67,11 @@ func startLocalAPIWith(t *testing.T, env map[string]string, maxProcs int, getenv
 		vars[k] = v
 	}
 	logs := &logSink{}
-	app, err := localapi.StartAPI(context.Background(), localapi.Options{
+	app, err := startapi.StartAPI(context.Background(), startapi.Options{
 		Template: templatePath,
 		Prebuilt: exes,
 		Logs:     logs,
-		EnvVars:  localapi.EnvVars{"Parameters": vars},
+		EnvVars:  startapi.EnvVars{"Parameters": vars},
 		MaxProcs: maxProcs,
 		Getenv:   getenv, // not the real host's: no AWS settings leak in
 	})

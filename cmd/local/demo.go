@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/bucketgate/bucketgate/internal/apikey"
-	"github.com/bucketgate/bucketgate/internal/localapi"
+	"github.com/bucketgate/bucketgate/internal/local/startapi"
 )
 
 // demoPrefix names the keys --demo-keys manages.
@@ -64,13 +64,13 @@ func rotateDemoKeys(ctx context.Context, path string, now time.Time) ([]demoKey,
 
 // useKeyFile points every function's API_KEYS_FILE at path (absolute, as
 // functions run in their CodeUri directory) and clears API_KEYS_TABLE.
-func useKeyFile(opts *localapi.Options, path string) error {
+func useKeyFile(opts *startapi.Options, path string) error {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return err
 	}
 	if opts.EnvVars == nil {
-		opts.EnvVars = localapi.EnvVars{}
+		opts.EnvVars = startapi.EnvVars{}
 	}
 	if opts.EnvVars["Parameters"] == nil {
 		opts.EnvVars["Parameters"] = map[string]string{}

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/bucketgate/bucketgate/internal/apikey"
-	"github.com/bucketgate/bucketgate/internal/localapi"
+	"github.com/bucketgate/bucketgate/internal/local/startapi"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -60,7 +60,7 @@ func TestRotateDemoKeys(t *testing.T) {
 }
 
 func TestUseKeyFileAndPrintDemo(t *testing.T) {
-	opts := localapi.Options{EnvVars: localapi.EnvVars{"Parameters": {"LOG_LEVEL": "debug"}}}
+	opts := startapi.Options{EnvVars: startapi.EnvVars{"Parameters": {"LOG_LEVEL": "debug"}}}
 	if err := useKeyFile(&opts, "tmp/keys.json"); err != nil {
 		t.Fatal(err)
 	}

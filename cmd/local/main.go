@@ -22,7 +22,7 @@
 //
 // start-api runs its garbage collector at GOGC=400 unless GOGC is set
 // (serveGCPercent); the functions' Go runtimes get GOMAXPROCS for their
-// memory size's share of CPU (internal/lambdaemu, Config.GoMaxProcs).
+// memory size's share of CPU (internal/local/lambdaemu, Config.GoMaxProcs).
 //
 // --demo-keys FILE (used by `make run`) makes one fresh key per keyed tier in
 // the key file FILE, revoking the demo keys of earlier runs (only hashes are
@@ -53,8 +53,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/bucketgate/bucketgate/internal/localapi"
-	"github.com/bucketgate/bucketgate/internal/sam"
+	"github.com/bucketgate/bucketgate/internal/local/startapi"
+	"github.com/bucketgate/bucketgate/internal/local/sam"
 )
 
 func main() {
@@ -125,13 +125,13 @@ func (c *common) register(fs *flag.FlagSet) {
 }
 
 // options turns the shared flags into localapi options.
-func (c *common) options(stderr io.Writer) (localapi.Options, error) {
-	opts := localapi.Options{Template: c.template, BuildDir: c.buildDir, Logs: stderr}
+func (c *common) options(stderr io.Writer) (startapi.Options, error) {
+	opts := startapi.Options{Template: c.template, BuildDir: c.buildDir, Logs: stderr}
 	if _, err := os.Stat(c.template); err != nil {
 		return opts, fmt.Errorf("template: %w", err)
 	}
 	if c.envVars != "" {
-		ev, err := localapi.LoadEnvVars(c.envVars)
+		ev, err := startapi.LoadEnvVars(c.envVars)
 		if err != nil {
 			return opts, err
 		}
@@ -148,7 +148,7 @@ func (c *common) options(stderr io.Writer) (localapi.Options, error) {
 		}
 		opts.Parameters = map[string]string{}
 		for _, o := range c.overrides {
-			p, err := localapi.ParseParameterOverrides(o, names)
+			p, err := startapi.ParseParameterOverrides(o, names)
 			if err != nil {
 				return opts, err
 			}
@@ -206,7 +206,7 @@ func startAPI(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("listen: %w", err)
 	}
 	defer ln.Close()
-	app, err := localapi.StartAPI(ctx, opts)
+	app, err := startapi.StartAPI(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -303,7 +303,7 @@ func invoke(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return err
 	}
 	opts.MaxProcs = 1
-	app, err := localapi.StartFunction(ctx, opts, id)
+	app, err := startapi.StartFunction(ctx, opts, id)
 	if err != nil {
 		return err
 	}

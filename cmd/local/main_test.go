@@ -21,8 +21,8 @@ import (
 	"github.com/bucketgate/bucketgate/internal/testutil/redistest"
 )
 
-// The test template and functions are internal/localapi's.
-const testTemplate = "../../internal/localapi/testdata/template.yaml"
+// The test template and functions are internal/local/startapi's.
+const testTemplate = "../../internal/local/startapi/testdata/template.yaml"
 
 var (
 	buildDirOnce sync.Once
@@ -169,7 +169,7 @@ func TestCommandErrors(t *testing.T) {
 		{name: "bad parameter override", args: []string{"invoke", "EchoFunction", "--template", testTemplate, "--event", event, "--parameter-overrides", "Greeting"}, wantCode: 1, wantErr: "want Key=Value"},
 		{
 			name:     "build failure shows the build output",
-			args:     []string{"invoke", "BrokenFunction", "--template", "../../internal/localapi/testdata/broken-build.yaml", "--build-dir", t.TempDir()},
+			args:     []string{"invoke", "BrokenFunction", "--template", "../../internal/local/startapi/testdata/broken-build.yaml", "--build-dir", t.TempDir()},
 			wantCode: 1, wantErr: "compiler says no",
 		},
 	}

@@ -7,7 +7,7 @@
 // Point UPSTASH_REDIS_REST_URL at http://LISTEN and UPSTASH_REDIS_REST_TOKEN
 // at TOKEN. The token may also come from UPSTASH_REDIS_REST_TOKEN. Without
 // --redis-addr data lives in memory and is lost on exit. See package
-// internal/upstashlocal for the API and its limits.
+// internal/local/upstashlocal for the API and its limits.
 //
 // It prints one line, "upstash-local listening on http://ADDR", on stdout
 // once it accepts connections; logs go to stderr. SIGINT or SIGTERM stops it
@@ -31,7 +31,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/bucketgate/bucketgate/internal/upstashlocal"
+	"github.com/bucketgate/bucketgate/internal/local/upstashlocal"
 )
 
 const shutdownTimeout = 10 * time.Second

@@ -11,8 +11,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/bucketgate/bucketgate/internal/localapi"
-	"github.com/bucketgate/bucketgate/internal/sam"
+	"github.com/bucketgate/bucketgate/internal/local/startapi"
+	"github.com/bucketgate/bucketgate/internal/local/sam"
 	"github.com/bucketgate/bucketgate/internal/testutil/redistest"
 )
 
@@ -42,7 +42,7 @@ func Binaries(t testing.TB, repoRoot string) map[string]string {
 		if dir, err = os.MkdirTemp("", "bucketgate-functions-"); err != nil {
 			return
 		}
-		built, err = localapi.Build(context.Background(), repoRoot,
+		built, err = startapi.Build(context.Background(), repoRoot,
 			[]sam.Function{fns["AuthorizerFunction"], fns["PredictFunction"]}, dir, io.Discard)
 	})
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/bucketgate/bucketgate/internal/testutil/redistest"
-	"github.com/bucketgate/bucketgate/internal/upstashlocal"
+	"github.com/bucketgate/bucketgate/internal/local/upstashlocal"
 )
 
 // Env is a running endpoint. URL ("http://127.0.0.1:PORT", no trailing

@@ -11,9 +11,9 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/bucketgate/bucketgate/internal/apigw"
-	"github.com/bucketgate/bucketgate/internal/lambdaemu"
-	"github.com/bucketgate/bucketgate/internal/sam"
+	"github.com/bucketgate/bucketgate/internal/local/apigw"
+	"github.com/bucketgate/bucketgate/internal/local/lambdaemu"
+	"github.com/bucketgate/bucketgate/internal/local/sam"
 )
 
 const arnPrefix = "arn:aws:execute-api:us-east-1:123456789012:" + apigw.DefaultAPIID + "/v1/"

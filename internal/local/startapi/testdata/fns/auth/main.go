@@ -1,4 +1,4 @@
-// Command auth is a test REQUEST authorizer for localapi and cmd/local. The
+// Command auth is a test REQUEST authorizer for startapi and cmd/local. The
 // X-Test-Auth header decides: "deny" denies (with retryAfter 2 in the
 // context), "unauthorized" fails with "Unauthorized", "error" fails with
 // another error; anything else allows the method.

@@ -1,4 +1,4 @@
-// Package localapi runs a SAM template on this machine, without Docker or
+// Package startapi runs a SAM template on this machine, without Docker or
 // AWS: it builds the template's functions for the host, runs them as warm
 // processes through the Lambda Runtime API (internal/lambdaemu) and serves
 // the template's REST API in front of them (internal/apigw). cmd/local's
@@ -26,7 +26,7 @@
 // Nothing else of the host's environment reaches the functions. Their
 // working directory is their CodeUri directory (relative paths in variables,
 // such as API_KEYS_FILE=events/demo-keys.json, resolve against it).
-package localapi
+package startapi
 
 import (
 	"context"
@@ -45,13 +45,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bucketgate/bucketgate/internal/apigw"
-	"github.com/bucketgate/bucketgate/internal/lambdaemu"
-	"github.com/bucketgate/bucketgate/internal/sam"
-	"github.com/bucketgate/bucketgate/internal/upstashlocal"
+	"github.com/bucketgate/bucketgate/internal/local/apigw"
+	"github.com/bucketgate/bucketgate/internal/local/lambdaemu"
+	"github.com/bucketgate/bucketgate/internal/local/sam"
+	"github.com/bucketgate/bucketgate/internal/local/upstashlocal"
 )
 
-// Variables localapi treats specially.
+// Variables startapi treats specially.
 const (
 	EnvUpstashURL   = "UPSTASH_REDIS_REST_URL"
 	EnvUpstashToken = "UPSTASH_REDIS_REST_TOKEN"

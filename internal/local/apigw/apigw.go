@@ -73,8 +73,8 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/bucketgate/bucketgate/internal/lambdaemu"
-	"github.com/bucketgate/bucketgate/internal/sam"
+	"github.com/bucketgate/bucketgate/internal/local/lambdaemu"
+	"github.com/bucketgate/bucketgate/internal/local/sam"
 )
 
 // Defaults applied by New to zero Config fields.

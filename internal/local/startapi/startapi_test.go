@@ -1,4 +1,4 @@
-package localapi_test
+package startapi_test
 
 import (
 	"context"
@@ -20,8 +20,8 @@ import (
 
 	"github.com/bucketgate/bucketgate/internal/testutil/redistest"
 
-	"github.com/bucketgate/bucketgate/internal/localapi"
-	"github.com/bucketgate/bucketgate/internal/sam"
+	"github.com/bucketgate/bucketgate/internal/local/startapi"
+	"github.com/bucketgate/bucketgate/internal/local/sam"
 )
 
 const testTemplate = "testdata/template.yaml"
@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 }
 
 // prebuilt builds the test template's functions once per test binary,
-// through localapi.Build (the makefile path), and returns the executables.
+// through startapi.Build (the makefile path), and returns the executables.
 func prebuilt(t *testing.T) map[string]string {
 	t.Helper()
 	redistest.Need(t, "make") // builds run the template's makefile targets
@@ -63,7 +63,7 @@ func prebuilt(t *testing.T) map[string]string {
 			return
 		}
 		list := []sam.Function{fns["EchoFunction"], fns["AuthFunction"]}
-		built, buildErr = localapi.Build(context.Background(), "testdata", list, buildDir, io.Discard)
+		built, buildErr = startapi.Build(context.Background(), "testdata", list, buildDir, io.Discard)
 	})
 	if buildErr != nil {
 		t.Fatalf("building the test functions: %v", buildErr)
@@ -71,7 +71,7 @@ func prebuilt(t *testing.T) map[string]string {
 	return built
 }
 
-func startAPI(t *testing.T, opts localapi.Options) (*localapi.App, *httptest.Server, *syncbuf.Buffer) {
+func startAPI(t *testing.T, opts startapi.Options) (*startapi.App, *httptest.Server, *syncbuf.Buffer) {
 	t.Helper()
 	logs := &syncbuf.Buffer{}
 	if opts.Template == "" {
@@ -81,7 +81,7 @@ func startAPI(t *testing.T, opts localapi.Options) (*localapi.App, *httptest.Ser
 		opts.Prebuilt = prebuilt(t)
 	}
 	opts.Logs = logs
-	app, err := localapi.StartAPI(context.Background(), opts)
+	app, err := startapi.StartAPI(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("StartAPI: %v", err)
 	}
@@ -127,7 +127,7 @@ func get(t *testing.T, srv *httptest.Server, method, path string, header map[str
 }
 
 func TestStartAPIServesTheTemplate(t *testing.T) {
-	app, srv, _ := startAPI(t, localapi.Options{})
+	app, srv, _ := startAPI(t, startapi.Options{})
 	if app.UpstashURL() == "" {
 		t.Fatal("no embedded Upstash endpoint although UPSTASH_REDIS_REST_URL is declared empty")
 	}
@@ -211,7 +211,7 @@ func TestStartAPIServesTheTemplate(t *testing.T) {
 }
 
 func TestEnvironmentPrecedence(t *testing.T) {
-	ev, err := localapi.ParseEnvVars([]byte(`{
+	ev, err := startapi.ParseEnvVars([]byte(`{
 		"Parameters": {"ONLY_ECHO": "from-parameters", "NOBODY_DECLARES": "x"},
 		"EchoFunction": {"GREETING": "from-function-section", "UNDECLARED": "y"},
 		"Ghost": {"A": "1"}
@@ -219,7 +219,7 @@ func TestEnvironmentPrecedence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app, srv, _ := startAPI(t, localapi.Options{
+	app, srv, _ := startAPI(t, startapi.Options{
 		EnvVars:    ev,
 		Parameters: map[string]string{"Greeting": "from-parameter-override"},
 		Getenv: func(k string) string {
@@ -255,8 +255,8 @@ func TestEnvironmentPrecedence(t *testing.T) {
 }
 
 func TestUpstashFromEnvVarsIsNotReplaced(t *testing.T) {
-	ev := localapi.EnvVars{"Parameters": {"UPSTASH_REDIS_REST_URL": "http://127.0.0.1:1", "UPSTASH_REDIS_REST_TOKEN": "mine"}}
-	app, _, _ := startAPI(t, localapi.Options{EnvVars: ev})
+	ev := startapi.EnvVars{"Parameters": {"UPSTASH_REDIS_REST_URL": "http://127.0.0.1:1", "UPSTASH_REDIS_REST_TOKEN": "mine"}}
+	app, _, _ := startAPI(t, startapi.Options{EnvVars: ev})
 	if u := app.UpstashURL(); u != "" {
 		t.Errorf("embedded Upstash started at %s although UPSTASH_REDIS_REST_URL is set", u)
 	}
@@ -269,8 +269,8 @@ func TestUpstashFromEnvVarsIsNotReplaced(t *testing.T) {
 
 func TestStartFunction(t *testing.T) {
 	logs := &syncbuf.Buffer{}
-	opts := localapi.Options{Template: testTemplate, Prebuilt: prebuilt(t), Logs: logs}
-	app, err := localapi.StartFunction(context.Background(), opts, "EchoFunction")
+	opts := startapi.Options{Template: testTemplate, Prebuilt: prebuilt(t), Logs: logs}
+	app, err := startapi.StartFunction(context.Background(), opts, "EchoFunction")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,18 +286,18 @@ func TestStartFunction(t *testing.T) {
 		t.Errorf("Error = %+v, want the function's error", res.Error)
 	}
 
-	_, err = localapi.StartFunction(context.Background(), opts, "NoSuchFunction")
-	if !errors.Is(err, localapi.ErrUnknownFunction) || !strings.Contains(err.Error(), "AuthFunction, EchoFunction") {
+	_, err = startapi.StartFunction(context.Background(), opts, "NoSuchFunction")
+	if !errors.Is(err, startapi.ErrUnknownFunction) || !strings.Contains(err.Error(), "AuthFunction, EchoFunction") {
 		t.Errorf("error = %v, want ErrUnknownFunction listing the template's functions", err)
 	}
 }
 
 func TestBuildFailureShowsOutput(t *testing.T) {
 	redistest.Need(t, "make")
-	_, err := localapi.StartFunction(context.Background(), localapi.Options{
+	_, err := startapi.StartFunction(context.Background(), startapi.Options{
 		Template: "testdata/broken-build.yaml", BuildDir: t.TempDir(), Logs: io.Discard,
 	}, "BrokenFunction")
-	if !errors.Is(err, localapi.ErrBuild) || !strings.Contains(err.Error(), "compiler says no") {
+	if !errors.Is(err, startapi.ErrBuild) || !strings.Contains(err.Error(), "compiler says no") {
 		t.Errorf("error = %v, want ErrBuild carrying the build output", err)
 	}
 }
@@ -319,19 +319,19 @@ func TestBuildWithMakefile(t *testing.T) {
 func TestStartAPIErrors(t *testing.T) {
 	tests := []struct {
 		name    string
-		opts    localapi.Options
+		opts    startapi.Options
 		wantErr string
 	}{
-		{name: "no template", opts: localapi.Options{}, wantErr: "no template given"},
-		{name: "missing template", opts: localapi.Options{Template: "testdata/nope.yaml"}, wantErr: "no such file"},
-		{name: "unknown parameter", opts: localapi.Options{Template: testTemplate, Parameters: map[string]string{"Nope": "1"}}, wantErr: "Nope"},
-		{name: "no API", opts: localapi.Options{Template: "testdata/broken-build.yaml"}, wantErr: "no function has an Api event"},
-		{name: "unknown API", opts: localapi.Options{Template: testTemplate, API: "OtherApi"}, wantErr: `"OtherApi"`},
+		{name: "no template", opts: startapi.Options{}, wantErr: "no template given"},
+		{name: "missing template", opts: startapi.Options{Template: "testdata/nope.yaml"}, wantErr: "no such file"},
+		{name: "unknown parameter", opts: startapi.Options{Template: testTemplate, Parameters: map[string]string{"Nope": "1"}}, wantErr: "Nope"},
+		{name: "no API", opts: startapi.Options{Template: "testdata/broken-build.yaml"}, wantErr: "no function has an Api event"},
+		{name: "unknown API", opts: startapi.Options{Template: testTemplate, API: "OtherApi"}, wantErr: `"OtherApi"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.opts.Logs = io.Discard
-			_, err := localapi.StartAPI(context.Background(), tc.opts)
+			_, err := startapi.StartAPI(context.Background(), tc.opts)
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("error = %v, want one containing %q", err, tc.wantErr)
 			}
@@ -362,7 +362,7 @@ func TestFunctionFailuresThroughTheGateway(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			app, srv, _ := startAPI(t, localapi.Options{IntegrationTimeout: tc.integrationTimeout})
+			app, srv, _ := startAPI(t, startapi.Options{IntegrationTimeout: tc.integrationTimeout})
 			// Warm both functions first. With a short integration timeout a
 			// cold start on a loaded machine may itself time out; the
 			// process still comes up, so retry until it answers.

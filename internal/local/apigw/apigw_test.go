@@ -18,9 +18,9 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/bucketgate/bucketgate/internal/apigw"
-	"github.com/bucketgate/bucketgate/internal/lambdaemu"
-	"github.com/bucketgate/bucketgate/internal/sam"
+	"github.com/bucketgate/bucketgate/internal/local/apigw"
+	"github.com/bucketgate/bucketgate/internal/local/lambdaemu"
+	"github.com/bucketgate/bucketgate/internal/local/sam"
 )
 
 // handler is a fake function: it gets the event and returns a result.

@@ -14,7 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/bucketgate/bucketgate/internal/upstashlocal"
+	"github.com/bucketgate/bucketgate/internal/local/upstashlocal"
 )
 
 func TestHTTP(t *testing.T) {

@@ -21,7 +21,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/bucketgate/bucketgate/internal/lambdaemu"
+	"github.com/bucketgate/bucketgate/internal/local/lambdaemu"
 )
 
 var (

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bucketgate/bucketgate/internal/upstashlocal"
+	"github.com/bucketgate/bucketgate/internal/local/upstashlocal"
 )
 
 // BenchmarkServer measures one HTTP round trip through the server on

@@ -14,7 +14,7 @@ import (
 
 	"github.com/bucketgate/bucketgate/internal/testutil/redistest"
 	"github.com/bucketgate/bucketgate/internal/testutil/upstashtest"
-	"github.com/bucketgate/bucketgate/internal/upstashlocal"
+	"github.com/bucketgate/bucketgate/internal/local/upstashlocal"
 )
 
 // minCasesPerMode guards against a conformance script that silently runs

@@ -1,4 +1,4 @@
-// Command echo is a test function for localapi and cmd/local: it answers a
+// Command echo is a test function for startapi and cmd/local: it answers a
 // proxy event with what it saw, and PINGs Upstash when configured.
 // With the event {"fail": "message"} (direct invoke) it returns that error;
 // the path /guarded/crash makes it exit mid-invocation and /guarded/sleep

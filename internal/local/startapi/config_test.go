@@ -1,4 +1,4 @@
-package localapi_test
+package startapi_test
 
 import (
 	"errors"
@@ -7,22 +7,22 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/bucketgate/bucketgate/internal/localapi"
+	"github.com/bucketgate/bucketgate/internal/local/startapi"
 )
 
 func TestParseEnvVars(t *testing.T) {
 	tests := []struct {
 		name    string
 		in      string
-		want    localapi.EnvVars
+		want    startapi.EnvVars
 		wantErr string
 	}{
 		{
 			name: "sections and scalar values",
 			in:   `{"Parameters": {"A": "x", "N": 12, "F": 1.5, "B": true, "Z": null}, "Fn": {"A": "y"}}`,
-			want: localapi.EnvVars{"Parameters": {"A": "x", "N": "12", "F": "1.5", "B": "true", "Z": ""}, "Fn": {"A": "y"}},
+			want: startapi.EnvVars{"Parameters": {"A": "x", "N": "12", "F": "1.5", "B": "true", "Z": ""}, "Fn": {"A": "y"}},
 		},
-		{name: "empty object", in: `{}`, want: localapi.EnvVars{}},
+		{name: "empty object", in: `{}`, want: startapi.EnvVars{}},
 		{name: "not JSON", in: `{"Parameters": `, wantErr: "not a JSON object"},
 		{name: "array", in: `[]`, wantErr: "not a JSON object"},
 		{name: "null", in: `null`, wantErr: "not a JSON object"},
@@ -31,9 +31,9 @@ func TestParseEnvVars(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := localapi.ParseEnvVars([]byte(tc.in))
+			got, err := startapi.ParseEnvVars([]byte(tc.in))
 			if tc.wantErr != "" {
-				if !errors.Is(err, localapi.ErrBadEnvVars) || !contains(err, tc.wantErr) {
+				if !errors.Is(err, startapi.ErrBadEnvVars) || !contains(err, tc.wantErr) {
 					t.Errorf("error = %v, want ErrBadEnvVars containing %q", err, tc.wantErr)
 				}
 				return
@@ -75,7 +75,7 @@ func TestParseParameterOverrides(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := localapi.ParseParameterOverrides(tc.in, declared)
+			got, err := startapi.ParseParameterOverrides(tc.in, declared)
 			if tc.wantErr != "" {
 				if !contains(err, tc.wantErr) {
 					t.Errorf("error = %v, want one containing %q", err, tc.wantErr)

@@ -15,7 +15,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/bucketgate/bucketgate/internal/sam"
+	"github.com/bucketgate/bucketgate/internal/local/sam"
 )
 
 // The reference forms of the events: the aws-lambda-go structs, filled in

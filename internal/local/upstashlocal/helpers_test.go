@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/bucketgate/bucketgate/internal/testutil/redistest"
-	"github.com/bucketgate/bucketgate/internal/upstashlocal"
+	"github.com/bucketgate/bucketgate/internal/local/upstashlocal"
 )
 
 const testToken = "test-token-0123456789"

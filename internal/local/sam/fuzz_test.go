@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bucketgate/bucketgate/internal/sam"
+	"github.com/bucketgate/bucketgate/internal/local/sam"
 )
 
 // Fuzz targets for what cmd/local does with gateway responses: rendering
@@ -117,7 +117,7 @@ func FuzzMappingValue(f *testing.F) {
 // small variations. Properties: no panic; a refused template gets an
 // error wrapping one of the package's sentinels; rendering is bounded.
 func FuzzGatewayResponses(f *testing.F) {
-	for _, path := range []string{"../../template.yaml", "../localapi/testdata/template.yaml"} {
+	for _, path := range []string{"../../../template.yaml", "../startapi/testdata/template.yaml"} {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			f.Fatal(err)

@@ -6,7 +6,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/bucketgate/bucketgate/internal/apigw"
+	"github.com/bucketgate/bucketgate/internal/local/apigw"
 )
 
 func TestPolicyEvaluate(t *testing.T) {

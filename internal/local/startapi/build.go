@@ -1,4 +1,4 @@
-package localapi
+package startapi
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/bucketgate/bucketgate/internal/sam"
+	"github.com/bucketgate/bucketgate/internal/local/sam"
 )
 
 // ErrBuild: building a function failed; the error carries the build output.
