@@ -53,8 +53,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/bucketgate/bucketgate/internal/local/startapi"
 	"github.com/bucketgate/bucketgate/internal/local/sam"
+	"github.com/bucketgate/bucketgate/internal/local/startapi"
 )
 
 func main() {

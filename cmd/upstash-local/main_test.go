@@ -16,8 +16,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/bucketgate/bucketgate/internal/testutil/redistest"
 	"github.com/bucketgate/bucketgate/internal/local/upstashlocal"
+	"github.com/bucketgate/bucketgate/internal/testutil/redistest"
 )
 
 func env(m map[string]string) func(string) string {

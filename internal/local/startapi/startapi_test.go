@@ -20,8 +20,8 @@ import (
 
 	"github.com/bucketgate/bucketgate/internal/testutil/redistest"
 
-	"github.com/bucketgate/bucketgate/internal/local/startapi"
 	"github.com/bucketgate/bucketgate/internal/local/sam"
+	"github.com/bucketgate/bucketgate/internal/local/startapi"
 )
 
 const testTemplate = "testdata/template.yaml"

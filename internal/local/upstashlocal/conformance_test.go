@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bucketgate/bucketgate/internal/local/upstashlocal"
 	"github.com/bucketgate/bucketgate/internal/testutil/redistest"
 	"github.com/bucketgate/bucketgate/internal/testutil/upstashtest"
-	"github.com/bucketgate/bucketgate/internal/local/upstashlocal"
 )
 
 // minCasesPerMode guards against a conformance script that silently runs

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bucketgate/bucketgate/internal/testutil/redistest"
 	"github.com/bucketgate/bucketgate/internal/local/upstashlocal"
+	"github.com/bucketgate/bucketgate/internal/testutil/redistest"
 )
 
 const testToken = "test-token-0123456789"

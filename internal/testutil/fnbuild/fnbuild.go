@@ -11,8 +11,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/bucketgate/bucketgate/internal/local/startapi"
 	"github.com/bucketgate/bucketgate/internal/local/sam"
+	"github.com/bucketgate/bucketgate/internal/local/startapi"
 	"github.com/bucketgate/bucketgate/internal/testutil/redistest"
 )
 

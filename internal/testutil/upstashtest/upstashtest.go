@@ -12,8 +12,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/bucketgate/bucketgate/internal/testutil/redistest"
 	"github.com/bucketgate/bucketgate/internal/local/upstashlocal"
+	"github.com/bucketgate/bucketgate/internal/testutil/redistest"
 )
 
 // Env is a running endpoint. URL ("http://127.0.0.1:PORT", no trailing
