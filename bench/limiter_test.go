@@ -55,7 +55,7 @@ var bgLimit = limiter.PerSecond(perSec)
 func (b bucketgateMemory) allow(key string) bool {
 	var buckets [1]limiter.Bucket
 	buckets[0] = limiter.Bucket{Key: key, Limit: bgLimit}
-	r, err := b.m.Allow(context.Background(), limiter.Request{Buckets: buckets[:], Cost: 1}, time.Now())
+	r, err := b.m.Allow(limiter.Request{Buckets: buckets[:], Cost: 1}, time.Now())
 	return err == nil && r.Allowed
 }
 

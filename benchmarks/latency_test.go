@@ -100,7 +100,7 @@ func latencyProbes(t testing.TB, up *upstashtest.Env) []probe {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lim, err := limiter.New(limiter.Config{Shared: store})
+	lim, err := limiter.New(limiter.Config{Upstash: store})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,15 +109,15 @@ func latencyProbes(t testing.TB, up *upstashtest.Env) []probe {
 	}
 	// rawEval posts a prepared EVALSHA of the limiter's script: its
 	// arguments are the anonymous tier's (10 tokens of 86,400,000 units,
-	// 8,640 units per ms; see tokenBucket.lua), cost 1 token.
+	// 8,640 units per ms; see decide.lua), cost 1 token, no guess.
 	rawEval := rawHTTPBody(t, up)
-	if _, err := upstash.NewScript(limiter.ScriptSource).Run(ctx, client, []string{"bench:load"}, time.Now().UnixMilli(), 86_400_000, 2000, 864_000_000, 8640); err != nil {
+	if _, err := upstash.NewScript(limiter.ScriptSource).Run(ctx, client, []string{"bench:load"}, time.Now().UnixMilli(), 1, 2000, 1, 0, "", 1000000, 1000000, "", "t", 864_000_000, 8640, ""); err != nil {
 		t.Fatalf("loading the script: %v", err)
 	}
 	return []probe{
 		{"raw REST round trip: POST / [\"GET\", k] (net/http, reply not decoded)", rawHTTP(t, up, `["GET","bench:probe"]`)},
 		{"raw REST round trip: POST / [\"EVALSHA\", token-bucket script, new key] (net/http, reply not decoded)", func(i int) {
-			rawEval(fmt.Sprintf(`["EVALSHA","%s","1","bench:raw:%d","%d","86400000","2000","864000000","8640"]`,
+			rawEval(fmt.Sprintf(`["EVALSHA","%s","1","bench:raw:%d","%d","1","2000","1","0","","1000000","1000000","","t","864000000","8640",""]`,
 				limiter.ScriptSHA1(), i, time.Now().UnixMilli()))
 		}},
 		{"upstash.Client.Do(GET k)", func(int) {
@@ -125,7 +125,7 @@ func latencyProbes(t testing.TB, up *upstashtest.Env) []probe {
 				t.Fatalf("GET: %v", err)
 			}
 		}},
-		{"limiter.UpstashStore.Allow, allowed (EVALSHA: MGET, SET)", func(i int) {
+		{"limiter.UpstashStore.Allow, allowed (EVALSHA: SET ... GET)", func(i int) {
 			if r, err := store.Allow(ctx, req(5, i), time.Now()); err != nil || !r.Allowed {
 				t.Fatalf("store decision %d: %+v, %v", i, r, err)
 			}

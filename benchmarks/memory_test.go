@@ -1,7 +1,6 @@
 package benchmarks
 
 import (
-	"context"
 	"fmt"
 	"runtime"
 	"strconv"
@@ -44,14 +43,13 @@ func liveHeap() uint64 {
 // measureMemory runs the scenario with n keys and hot drained callers.
 func measureMemory(t testing.TB, n, hot int) memoryRun {
 	t.Helper()
-	ctx := context.Background()
 	anon, err := limiter.ParseLimit("6/minute:burst=10")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	allow := func(m *limiter.MemoryStore, key string, cost int64, now time.Time) limiter.Result {
-		r, err := m.Allow(ctx, limiter.Request{Buckets: []limiter.Bucket{{Key: key, Limit: anon}}, Cost: cost}, now)
+		r, err := m.Allow(limiter.Request{Buckets: []limiter.Bucket{{Key: key, Limit: anon}}, Cost: cost}, now)
 		if err != nil {
 			t.Fatalf("allow: %v", err)
 		}

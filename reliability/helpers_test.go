@@ -164,7 +164,7 @@ func newStack(t *testing.T, env map[string]string) *stack {
 		if err != nil {
 			t.Fatal(err)
 		}
-		lcfg.Shared = store
+		lcfg.Upstash = store
 	}
 	if st.lim, err = limiter.New(lcfg); err != nil {
 		t.Fatal(err)

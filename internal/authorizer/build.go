@@ -36,7 +36,7 @@ func Build(ctx context.Context, s Settings, log *slog.Logger, metrics io.Writer)
 		if err != nil {
 			return nil, err
 		}
-		lcfg.Shared = store
+		lcfg.Upstash = store
 	} else {
 		log.Warn("UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN are unset: limits are per container (memory only)")
 	}

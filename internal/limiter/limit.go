@@ -133,7 +133,7 @@ func (l Limit) Window() time.Duration {
 	if l.Validate() != nil {
 		return 0
 	}
-	p := l.params()
+	p := tokenParams(l, ppmOne)
 	return msDuration(ceilDiv(p.cap, p.perMs))
 }
 

@@ -3,7 +3,6 @@ package limiter
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -31,32 +30,30 @@ const (
 
 // Config configures a Limiter. The zero value is a memory-only limiter.
 type Config struct {
-	// Shared is the store all containers share: an *UpstashStore. nil
-	// means memory-only: every decision is made on Local (Source "memory")
-	// and none counts as a failure.
-	Shared Store
-	// Local is this container's store, used in memory-only mode and by
-	// FailFallback. nil: a MemoryStore with default settings.
-	Local Store
-	// Timeout bounds each call to Shared (LIMITER_TIMEOUT); the request's
+	// Upstash is the store all containers share. nil means memory-only:
+	// every decision is made on Memory (Source "memory") and none counts as
+	// a failure.
+	Upstash *UpstashStore
+	// Memory configures this container's store, used in memory-only mode
+	// and by FailFallback.
+	Memory MemoryConfig
+	// Warmup lowers every token bucket of a new version (WARMUP); the start
+	// instant is shared through Upstash, or this container's own in
+	// memory-only mode. The zero value is none.
+	Warmup Warmup
+	// Timeout bounds each call to Upstash (LIMITER_TIMEOUT); the request's
 	// own deadline applies too. 0 means DefaultTimeout.
 	Timeout time.Duration
-	// FailureMode is what to do when Shared fails, times out or its breaker
+	// FailureMode is what to do when Upstash fails, times out or its breaker
 	// is open (LIMITER_FAILURE_MODE). The zero value is FailFallback.
 	FailureMode FailureMode
-	// BreakerFailures is how many consecutive failures of Shared open the
+	// BreakerFailures is how many consecutive failures of Upstash open the
 	// circuit breaker; 0 means DefaultBreakerFailures.
 	BreakerFailures int
 	// BreakerCooldown is how long the breaker stays open before it lets one
 	// probe through; 0 means DefaultBreakerCooldown, at most
 	// MaxBreakerCooldown.
 	BreakerCooldown time.Duration
-	// DenyCacheSize bounds how many buckets the deny cache remembers; 0
-	// means DefaultDenyCacheSize, negative disables the cache.
-	DenyCacheSize int
-	// MaxClockSkew is used when reading cached bucket states; give it the
-	// value the Shared store uses. 0 means DefaultMaxClockSkew.
-	MaxClockSkew time.Duration
 	// Logger receives the limiter's logs; nil discards them. Bucket keys are
 	// never logged.
 	Logger *slog.Logger
@@ -69,37 +66,26 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Limiter is the authorizer's rate limiter: the shared store first, with a
-// short deadline; on failure, timeout or an open circuit breaker, the
-// FailureMode. Repeated denials are answered from a small cache of bucket
-// states without calling the shared store.
+// Limiter is the authorizer's rate limiter: Upstash first, with a short
+// deadline; on failure, timeout or an open circuit breaker, the
+// FailureMode. Repeated denials are answered from what the Upstash store
+// remembers, without a request.
 //
 // Safe for concurrent use. It starts no goroutine: everything happens
 // inside Allow.
 type Limiter struct {
-	shared  Store
-	sharedS stateStore // shared, when it reports bucket states (for the deny cache)
-	local   Store
+	shared  *UpstashStore
+	local   *MemoryStore
+	warm    Warmup
+	born    int64 // ms: the warm-up start in memory-only mode
 	timeout time.Duration
 	mode    FailureMode
-	cache   *denyCache
 	breaker *breaker
 	log     *slog.Logger
 	gate    *logGate
 	now     func() time.Time
 	stats   counters
 }
-
-// stateStore is a Store that also reports the buckets' states after a
-// decision (both stores of this package do). The deny cache feeds on them.
-type stateStore interface {
-	allowState(ctx context.Context, req Request, now time.Time, st []state) (Result, error)
-}
-
-var (
-	_ stateStore = (*UpstashStore)(nil)
-	_ stateStore = (*MemoryStore)(nil)
-)
 
 // New returns a Limiter, applying cfg's defaults. Errors wrap
 // ErrInvalidConfig.
@@ -111,14 +97,21 @@ func New(cfg Config) (*Limiter, error) {
 		return nil, invalid("limiter: BreakerFailures must not be negative")
 	case cfg.BreakerCooldown < 0 || cfg.BreakerCooldown > MaxBreakerCooldown:
 		return nil, invalid("limiter: BreakerCooldown %s is outside 0..%s", cfg.BreakerCooldown, MaxBreakerCooldown)
-	case cfg.LogInterval < 0, cfg.MaxClockSkew < 0:
-		return nil, invalid("limiter: LogInterval and MaxClockSkew must not be negative")
+	case cfg.LogInterval < 0:
+		return nil, invalid("limiter: LogInterval must not be negative")
 	case cfg.FailureMode < FailFallback || cfg.FailureMode > FailClosed:
 		return nil, invalid("limiter: unknown FailureMode %d", int(cfg.FailureMode))
+	case len(cfg.Warmup.Version) > maxWarmupVersionLen || !plainText(cfg.Warmup.Version):
+		return nil, invalid("limiter: warm-up version must be at most %d letters, digits, '.', '_', ':' or '-'", maxWarmupVersionLen)
+	}
+	local, err := NewMemoryStore(cfg.Memory)
+	if err != nil {
+		return nil, err
 	}
 	l := &Limiter{
-		shared:  cfg.Shared,
-		local:   cfg.Local,
+		shared:  cfg.Upstash,
+		local:   local,
+		warm:    cfg.Warmup,
 		timeout: orDefault(cfg.Timeout, DefaultTimeout),
 		mode:    cfg.FailureMode,
 		log:     cfg.Logger,
@@ -129,22 +122,15 @@ func New(cfg Config) (*Limiter, error) {
 		},
 		gate: &logGate{every: orDefault(cfg.LogInterval, DefaultLogInterval)},
 	}
-	if l.local == nil {
-		m, err := NewMemoryStore(MemoryConfig{MaxClockSkew: cfg.MaxClockSkew})
-		if err != nil {
-			return nil, err
-		}
-		l.local = m
-	}
 	if l.log == nil {
-		l.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		l.log = slog.New(slog.DiscardHandler)
 	}
 	if l.now == nil {
 		l.now = time.Now
 	}
-	if ss, ok := cfg.Shared.(stateStore); ok && cfg.DenyCacheSize >= 0 {
-		l.sharedS = ss
-		l.cache = newDenyCache(orDefault(cfg.DenyCacheSize, DefaultDenyCacheSize), orDefault(cfg.MaxClockSkew, DefaultMaxClockSkew))
+	l.born = l.now().UnixMilli()
+	if l.shared != nil {
+		l.shared.warm, l.shared.born = cfg.Warmup, l.born
 	}
 	return l, nil
 }
@@ -157,30 +143,43 @@ func orDefault[T comparable](v, def T) T {
 	return v
 }
 
+// Prime opens the connection to Upstash and reads the live settings and
+// the warm-up start, within the Timeout, so that the first decision does
+// not pay for them. A failure is returned for logging only: decisions work
+// without it. A memory-only limiter does nothing.
+func (l *Limiter) Prime(ctx context.Context) error {
+	if l.shared == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	return l.shared.Prime(ctx)
+}
+
 // Allow decides req: Cost tokens from every bucket, or none. The error is
 // non-nil only for an invalid request (wrapping ErrInvalidRequest, nothing
-// charged) or when the Local store fails; a failing shared store is never
-// an error — the FailureMode decides instead, and Result.Source says so.
+// charged); a failing Upstash is never an error — the FailureMode decides
+// instead, and Result.Source says so.
 func (l *Limiter) Allow(ctx context.Context, req Request) (Result, error) {
 	if err := req.Validate(); err != nil {
 		return Result{}, err
 	}
 	now := l.now()
 	if l.shared == nil {
-		return l.decideLocal(ctx, req, now)
+		return l.decideLocal(req, now), nil
 	}
-	if l.cache != nil {
-		if r, ok := l.cache.check(req, now.UnixMilli()); ok {
-			l.stats.count(r)
-			return r, nil
-		}
+	if r, ok := l.shared.cached(req, now); ok {
+		l.stats.count(r)
+		return r, nil
 	}
 	probe, ok := l.breaker.allow(now)
 	if !ok {
 		l.stats.circuitOpen.Add(1)
-		return l.fail(ctx, req, now, failCircuitOpen, nil)
+		return l.fail(req, now, failCircuitOpen, nil, 0), nil
 	}
-	r, err := l.callShared(ctx, req, now)
+	cctx, cancel := context.WithTimeout(ctx, l.timeout)
+	r, err := l.shared.decide(cctx, req, now)
+	cancel()
 	if err == nil {
 		if l.breaker.success(probe) {
 			l.logEvent(now, eventBreakerClosed, nil)
@@ -207,67 +206,71 @@ func (l *Limiter) Allow(ctx context.Context, req Request) (Result, error) {
 		l.stats.breakerOpened.Add(1)
 		l.logEvent(now, eventBreakerOpened, err)
 	}
-	return l.fail(ctx, req, now, why, err)
+	return l.fail(req, now, why, err, r.UpstashLatency), nil
 }
 
-// callShared asks the shared store within the timeout, and feeds the deny
-// cache from the answer.
-func (l *Limiter) callShared(ctx context.Context, req Request, now time.Time) (Result, error) {
-	ctx, cancel := context.WithTimeout(ctx, l.timeout)
-	defer cancel()
-	if l.sharedS == nil {
-		return l.shared.Allow(ctx, req, now)
+// decideLocal decides on this container's memory store, with the live
+// factors last seen (memory-only: warm-up from this container's start).
+func (l *Limiter) decideLocal(req Request, now time.Time) Result {
+	nowMs := now.UnixMilli()
+	f := liveFactors(nil, req.Tier, l.warm.ppmAt(l.born, nowMs), nowMs)
+	if l.shared != nil {
+		f = l.shared.factors(req.Tier, nowMs)
 	}
-	var st [MaxBuckets]state
-	r, err := l.sharedS.allowState(ctx, req, now, st[:])
-	if err == nil {
-		l.cache.remember(req, st[:len(req.Buckets)], r.Allowed, now.UnixMilli())
-	}
-	return r, err
-}
-
-func (l *Limiter) decideLocal(ctx context.Context, req Request, now time.Time) (Result, error) {
-	r, err := l.local.Allow(ctx, req, now)
-	if err != nil {
-		return Result{}, err
-	}
+	var ps [MaxBuckets]params
+	resolve(req, f, now, ps[:len(req.Buckets)])
+	r := l.local.decide(req, ps[:len(req.Buckets)], nowMs)
 	l.stats.count(r)
-	return r, nil
+	return r
 }
 
-// fail decides req by the failure mode, after the shared store failed for
-// reason why (err is nil for an open circuit).
-func (l *Limiter) fail(ctx context.Context, req Request, now time.Time, why event, err error) (Result, error) {
+// fail decides req by the failure mode, after Upstash failed for reason
+// why (err is nil for an open circuit; latency is how long the failed call
+// took).
+func (l *Limiter) fail(req Request, now time.Time, why event, err error, latency time.Duration) Result {
 	l.logEvent(now, why, err)
+	var r Result
 	switch l.mode {
 	case FailOpen:
-		r := assumed(req, true)
+		r = assumed(req, now, true)
 		l.stats.count(r)
-		return r, nil
 	case FailClosed:
-		r := assumed(req, false)
+		r = assumed(req, now, false)
 		l.stats.count(r)
-		return r, nil
+	default:
+		r = l.decideLocal(req, now)
 	}
-	return l.decideLocal(ctx, req, now)
+	r.UpstashLatency = latency
+	return r
 }
 
 // assumed is the Result of a decision made without looking at any bucket
-// (fail-open or fail-closed). It reports the first bucket — by convention
-// the caller's own. Allowed: as if the bucket had been full (Remaining
-// Burst-Cost, at least 0). Denied: Remaining 0, RetryAfter and ResetAfter
-// FailClosedRetryAfter.
-func assumed(req Request, allowed bool) Result {
-	b := req.Buckets[0]
-	p := b.Limit.params()
-	r := Result{Allowed: allowed, Limit: b.Limit.Burst, Window: msDuration(ceilDiv(p.cap, p.perMs))}
+// (fail-open or fail-closed): every bucket as if full. Allowed: charged
+// (down to empty, for a cost above a capacity). Denied: Remaining 0,
+// RetryAfter and ResetAfter FailClosedRetryAfter, reporting the first
+// bucket.
+func assumed(req Request, now time.Time, allowed bool) Result {
+	n := len(req.Buckets)
+	var (
+		ps [MaxBuckets]params
+		st [MaxBuckets]state
+	)
+	resolve(req, unscaled, now, ps[:n])
+	nowMs := now.UnixMilli()
+	for i := range n {
+		if ps[i].quota {
+			st[i].units = min(req.Cost, ps[i].cap)
+		} else {
+			st[i] = state{units: max(ps[i].cap-req.Cost*unitsPerToken, 0), at: nowMs}
+		}
+	}
+	r := report(n, ps[:n], st[:n], true, req.Cost, nowMs)
 	if allowed {
-		left := max(p.cap-req.Cost*unitsPerToken, 0)
-		r.Remaining = left / unitsPerToken
-		r.ResetAfter = msDuration(ceilDiv(p.cap-left, p.perMs))
 		r.Source = SourceFailOpen
 		return r
 	}
+	b := r.Buckets[0]
+	r.Allowed, r.Reported, r.Limit, r.Remaining, r.Window = false, 0, b.Limit, 0, b.Window
 	r.RetryAfter, r.ResetAfter = FailClosedRetryAfter, FailClosedRetryAfter
 	r.Source, r.Reason = SourceFailClosed, ReasonUnavailable
 	return r

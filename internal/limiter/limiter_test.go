@@ -1,11 +1,15 @@
 package limiter
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +18,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/bucketgate/bucketgate/internal/testutil/upstashtest"
 	"github.com/bucketgate/bucketgate/internal/upstash"
 )
 
@@ -37,63 +42,57 @@ func (c *clock) advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// faultyStore plays the shared store: a real MemoryStore (so it has real
-// bucket semantics) reporting SourceUpstash, with injectable faults and a
-// call counter.
-type faultyStore struct {
-	inner *MemoryStore
+// faultServer stands between the client and the Upstash-compatible server
+// (real Lua on redis-server) and injects faults: a fault handles the HTTP
+// request itself instead of passing it on. It counts requests.
+type faultServer struct {
+	next  http.Handler
 	calls atomic.Int64
 
 	mu    sync.Mutex
-	fault func(ctx context.Context) error // nil: healthy
+	fault func(w http.ResponseWriter, r *http.Request) // nil: healthy
 }
 
-func newFaultyStore(t testing.TB) *faultyStore {
-	return &faultyStore{inner: newMemory(t, MemoryConfig{})}
-}
-
-func (f *faultyStore) setFault(fn func(ctx context.Context) error) {
-	f.mu.Lock()
-	f.fault = fn
-	f.mu.Unlock()
-}
-
-func (f *faultyStore) allowState(ctx context.Context, req Request, now time.Time, st []state) (Result, error) {
+func (f *faultServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.calls.Add(1)
 	f.mu.Lock()
 	fault := f.fault
 	f.mu.Unlock()
 	if fault != nil {
-		if err := fault(ctx); err != nil {
-			return Result{}, err
-		}
+		// Read the body first: the server notices a client that gave up
+		// (and cancels r.Context()) only once the body is read. A fault
+		// may still pass the request on.
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		fault(w, r)
+		return
 	}
-	r, err := f.inner.allowState(ctx, req, now, st)
-	r.Source = SourceUpstash
-	return r, err
+	f.next.ServeHTTP(w, r)
 }
 
-func (f *faultyStore) Allow(ctx context.Context, req Request, now time.Time) (Result, error) {
-	var st [MaxBuckets]state
-	return f.allowState(ctx, req, now, st[:])
+func (f *faultServer) setFault(fn func(w http.ResponseWriter, r *http.Request)) {
+	f.mu.Lock()
+	f.fault = fn
+	f.mu.Unlock()
 }
 
 // Faults.
 var (
-	errTransport = &upstash.Error{Kind: upstash.KindTransport, Message: "", StatusCode: 0}
-	errAuth      = &upstash.Error{Kind: upstash.KindAuth, StatusCode: 401, Message: "WRONGPASS invalid or missing auth token"}
+	// errTransport drops the connection without an answer.
+	errTransport = func(w http.ResponseWriter, r *http.Request) {
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}
+	// errAuth answers as Upstash does for a wrong token.
+	errAuth = func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprint(w, `{"error":"WRONGPASS invalid or missing auth token"}`)
+	}
+	// blockUntilGone hangs, as a dead network would, until the client gives up.
+	blockUntilGone = func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }
 )
-
-func failWith(err error) func(context.Context) error {
-	return func(context.Context) error { return err }
-}
-
-// blockUntilDone is a store that hangs until the deadline, as a dead
-// network would; it returns what the client returns then.
-func blockUntilDone(ctx context.Context) error {
-	<-ctx.Done()
-	return &upstash.Error{Kind: upstash.KindTimeout}
-}
 
 // logRecorder is a slog.Handler keeping every record.
 type logRecorder struct {
@@ -136,26 +135,46 @@ func (r *logRecorder) withReason(reason string) []logLine {
 	return out
 }
 
-// harness is a Limiter over a faultyStore with an injected clock and a log
-// recorder.
+// harness is a Limiter on a real Upstash store behind a faultServer, with
+// an injected clock and a log recorder.
 type harness struct {
 	l      *Limiter
-	shared *faultyStore
+	shared *faultServer
+	store  *UpstashStore
 	clock  *clock
 	logs   *logRecorder
 }
 
 func newHarness(t *testing.T, cfg Config) *harness {
+	return newHarnessWith(t, cfg, UpstashConfig{})
+}
+
+func newHarnessWith(t *testing.T, cfg Config, ucfg UpstashConfig) *harness {
 	t.Helper()
-	h := &harness{shared: newFaultyStore(t), clock: newClock(), logs: &logRecorder{}}
-	cfg.Shared = h.shared
-	cfg.Now = h.clock.now
-	cfg.Logger = slog.New(h.logs)
-	l, err := New(cfg)
+	env := upstashtest.Start(t)
+	h := &harness{shared: &faultServer{next: env.Server}, clock: newClock(), logs: &logRecorder{}}
+	srv := httptest.NewServer(h.shared)
+	t.Cleanup(srv.Close)
+	c, err := upstash.New(upstash.Config{URL: srv.URL, Token: env.Token})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.l = l
+	t.Cleanup(c.CloseIdleConnections)
+	ucfg.Client = c
+	if h.store, err = NewUpstashStore(ucfg); err != nil {
+		t.Fatal(err)
+	}
+	// Load the script once: every decision below is one request.
+	if _, err := h.store.Allow(context.Background(), Request{Buckets: []Bucket{{Key: "warm", Limit: perTen}}, Cost: 1}, t0); err != nil {
+		t.Fatal(err)
+	}
+	h.shared.calls.Store(0)
+	cfg.Upstash = h.store
+	cfg.Now = h.clock.now
+	cfg.Logger = slog.New(h.logs)
+	if h.l, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
 	return h
 }
 
@@ -215,7 +234,7 @@ func TestLimiterMemoryOnly(t *testing.T) {
 	}
 	want := denied(perTen, 0, 100*time.Second, 10*time.Second)
 	want.Source = SourceMemory
-	if diff := cmp.Diff(want, got); diff != "" {
+	if diff := cmp.Diff(want, viewOf(got)); diff != "" {
 		t.Errorf("mismatch (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(Stats{Memory: 12, Denied: 2}, l.Stats()); diff != "" {
@@ -232,22 +251,22 @@ func TestLimiterFailureModes(t *testing.T) {
 		name      string
 		mode      FailureMode
 		cost      int64
-		want      Result
+		want      view
 		wantStats Stats
 	}{
 		{
 			name: "fallback decides on this container's bucket", mode: FailFallback, cost: 3,
-			want:      Result{Allowed: true, Limit: 10, Remaining: 7, ResetAfter: 30 * time.Second, Window: 100 * time.Second, Source: SourceMemory},
+			want:      view{Allowed: true, Limit: 10, Remaining: 7, ResetAfter: 30 * time.Second, Window: 100 * time.Second, Source: SourceMemory},
 			wantStats: Stats{Memory: 1, Errors: 1},
 		},
 		{
 			name: "open allows as if the bucket were full", mode: FailOpen, cost: 3,
-			want:      Result{Allowed: true, Limit: 10, Remaining: 7, ResetAfter: 30 * time.Second, Window: 100 * time.Second, Source: SourceFailOpen},
+			want:      view{Allowed: true, Limit: 10, Remaining: 7, ResetAfter: 30 * time.Second, Window: 100 * time.Second, Source: SourceFailOpen},
 			wantStats: Stats{FailOpen: 1, Errors: 1},
 		},
 		{
 			name: "open allows even a cost above the burst", mode: FailOpen, cost: 12,
-			want:      Result{Allowed: true, Limit: 10, Remaining: 0, ResetAfter: 100 * time.Second, Window: 100 * time.Second, Source: SourceFailOpen},
+			want:      view{Allowed: true, Limit: 10, Remaining: 0, ResetAfter: 100 * time.Second, Window: 100 * time.Second, Source: SourceFailOpen},
 			wantStats: Stats{FailOpen: 1, Errors: 1},
 		},
 		{
@@ -257,7 +276,7 @@ func TestLimiterFailureModes(t *testing.T) {
 		},
 		{
 			name: "closed denies for a second", mode: FailClosed, cost: 1,
-			want: Result{Limit: 10, ResetAfter: time.Second, RetryAfter: time.Second, Window: 100 * time.Second,
+			want: view{Limit: 10, ResetAfter: time.Second, RetryAfter: time.Second, Window: 100 * time.Second,
 				Source: SourceFailClosed, Reason: ReasonUnavailable},
 			wantStats: Stats{FailClosed: 1, Denied: 1, Errors: 1},
 		},
@@ -265,12 +284,12 @@ func TestLimiterFailureModes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, Config{FailureMode: tt.mode})
-			h.shared.setFault(failWith(errTransport))
+			h.shared.setFault(errTransport)
 			got := h.allow(t, "k", l, tt.cost)
 			if tt.want.Source == SourceNone {
 				tt.want.Source = SourceMemory
 			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			if diff := cmp.Diff(tt.want, viewOf(got)); diff != "" {
 				t.Errorf("result (-want +got):\n%s", diff)
 			}
 			if diff := cmp.Diff(tt.wantStats, h.l.Stats()); diff != "" {
@@ -285,25 +304,24 @@ func TestLimiterFailureModes(t *testing.T) {
 }
 
 // TestLimiterTimeoutFallsBackWithinBudget: a store that never answers is
-// given exactly Timeout, then the failure mode decides.
+// given Timeout (the server sees the client wait at least that long, and
+// give up), then the failure mode decides.
 func TestLimiterTimeoutFallsBackWithinBudget(t *testing.T) {
-	const timeout = 20 * time.Millisecond
+	const timeout = 50 * time.Millisecond
 	h := newHarness(t, Config{Timeout: timeout})
-	var deadline time.Time
-	h.shared.setFault(func(ctx context.Context) error {
-		deadline, _ = ctx.Deadline()
-		return blockUntilDone(ctx)
+	waited := make(chan time.Duration, 1)
+	h.shared.setFault(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		<-r.Context().Done()
+		waited <- time.Since(start)
 	})
-	before := time.Now()
 	got := h.allow(t, "k", perTen, 1)
-	after := time.Now()
 	if got.Source != SourceMemory || !got.Allowed {
 		t.Errorf("result = %+v, want an allowed memory decision", got)
 	}
-	// The store's context carried the budget: a deadline Timeout after the
-	// call started (a bound on the deadline set, not a timing measurement).
-	if deadline.Before(before.Add(timeout)) || deadline.After(after.Add(timeout)) {
-		t.Errorf("store deadline %v is not Timeout (%v) after the call (%v .. %v)", deadline, timeout, before, after)
+	// A lower bound only: the client gave up no earlier than Timeout.
+	if w := <-waited; w < timeout-5*time.Millisecond {
+		t.Errorf("the client gave up after %v, before its Timeout %v", w, timeout)
 	}
 	if s := h.l.Stats(); s.Timeouts != 1 || s.Memory != 1 {
 		t.Errorf("stats = %+v, want 1 timeout and 1 memory decision", s)
@@ -314,19 +332,18 @@ func TestLimiterTimeoutFallsBackWithinBudget(t *testing.T) {
 }
 
 // TestLimiterCallerDeadlineIsKept: a request whose own deadline is shorter
-// than Timeout keeps it.
+// than Timeout keeps it (else this test would wait an hour).
 func TestLimiterCallerDeadlineIsKept(t *testing.T) {
 	h := newHarness(t, Config{Timeout: time.Hour})
-	var deadline time.Time
-	h.shared.setFault(func(ctx context.Context) error { deadline, _ = ctx.Deadline(); return nil })
-	want := time.Now().Add(time.Minute)
-	ctx, cancel := context.WithDeadline(context.Background(), want)
+	h.shared.setFault(blockUntilGone)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if _, err := h.l.Allow(ctx, Request{Buckets: []Bucket{{Key: "k", Limit: perTen}}, Cost: 1}); err != nil {
-		t.Fatal(err)
+	r, err := h.l.Allow(ctx, Request{Buckets: []Bucket{{Key: "k", Limit: perTen}}, Cost: 1})
+	if err != nil || r.Source != SourceMemory {
+		t.Fatalf("result %+v, %v; want a memory decision", r, err)
 	}
-	if !deadline.Equal(want) {
-		t.Errorf("store deadline = %v, want the caller's %v", deadline, want)
+	if s := h.l.Stats(); s.BreakerIsOpen || s.Timeouts+s.Canceled != 1 {
+		t.Errorf("stats = %+v, want one timeout or cancellation, breaker closed", s)
 	}
 }
 
@@ -336,8 +353,8 @@ func TestBreaker(t *testing.T) {
 	h := newHarness(t, Config{BreakerFailures: 3, BreakerCooldown: 2 * time.Second})
 	type step struct {
 		advance    time.Duration
-		fault      error // nil: healthy
-		wantCalls  int64 // store calls so far
+		fault      func(http.ResponseWriter, *http.Request) // nil: healthy
+		wantCalls  int64                                    // store calls so far
 		wantSource Source
 		wantOpen   bool
 	}
@@ -359,7 +376,7 @@ func TestBreaker(t *testing.T) {
 	}
 	for i, s := range steps {
 		h.clock.advance(s.advance)
-		h.shared.setFault(failWith(s.fault)) // a nil fault: healthy
+		h.shared.setFault(s.fault) // a nil fault: healthy
 		got := h.allow(t, "k", PerSecond(1000), 1)
 		if got.Source != s.wantSource || h.shared.calls.Load() != s.wantCalls || h.l.Stats().BreakerIsOpen != s.wantOpen {
 			t.Fatalf("step %d: source %v, store calls %d, open %v; want %v, %d, %v",
@@ -391,7 +408,7 @@ func TestRecoveryWithinTenSeconds(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, Config{})
-			h.shared.setFault(failWith(errTransport))
+			h.shared.setFault(errTransport)
 			for elapsed := time.Duration(0); ; elapsed += every {
 				if elapsed == tt.recoversAt {
 					h.shared.setFault(nil)
@@ -419,12 +436,16 @@ func TestRecoveryWithinTenSeconds(t *testing.T) {
 // callers keep skipping the store.
 func TestHalfOpenLetsOneProbeThrough(t *testing.T) {
 	h := newHarness(t, Config{BreakerFailures: 1, BreakerCooldown: time.Second})
-	h.shared.setFault(failWith(errTransport))
+	h.shared.setFault(errTransport)
 	h.allow(t, "k", PerSecond(1000), 1) // opens the breaker
 	h.clock.advance(time.Second)
 
 	entered, release := make(chan struct{}), make(chan struct{})
-	h.shared.setFault(func(context.Context) error { close(entered); <-release; return nil })
+	h.shared.setFault(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-release
+		h.shared.next.ServeHTTP(w, r)
+	})
 	probe := make(chan Result)
 	go func() {
 		r, _ := h.l.Allow(context.Background(), Request{Buckets: []Bucket{{Key: "k", Limit: PerSecond(1000)}}, Cost: 1})
@@ -449,7 +470,7 @@ func TestHalfOpenLetsOneProbeThrough(t *testing.T) {
 
 func TestAuthErrorIsAnErrorLevelMisconfiguration(t *testing.T) {
 	h := newHarness(t, Config{})
-	h.shared.setFault(failWith(errAuth))
+	h.shared.setFault(errAuth)
 	r := h.allow(t, "k", perTen, 1)
 	if !r.Allowed || r.Source != SourceMemory {
 		t.Errorf("result = %+v, want an allowed memory decision (availability first)", r)
@@ -467,7 +488,7 @@ func TestAuthErrorIsAnErrorLevelMisconfiguration(t *testing.T) {
 // reason per interval, then a line reporting how many were suppressed.
 func TestFailureLogsAreRateLimited(t *testing.T) {
 	h := newHarness(t, Config{BreakerFailures: 1000, LogInterval: 10 * time.Second})
-	h.shared.setFault(failWith(errTransport))
+	h.shared.setFault(errTransport)
 	const key = "ip:203.0.113.7"
 	for i := 0; i < 100; i++ { // 100 failures over 9.9 s
 		h.allow(t, key, PerSecond(1000), 1)
@@ -498,7 +519,6 @@ func TestFailureLogsAreRateLimited(t *testing.T) {
 // says nothing about the store's health.
 func TestCanceledCallerDoesNotOpenBreaker(t *testing.T) {
 	h := newHarness(t, Config{BreakerFailures: 1})
-	h.shared.setFault(func(ctx context.Context) error { return &upstash.Error{Kind: upstash.KindCanceled} })
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	for i := 0; i < 3; i++ {
@@ -515,41 +535,45 @@ func TestCanceledCallerDoesNotOpenBreaker(t *testing.T) {
 // TestDenyCache: repeats of a denied request are answered from memory
 // until they could pass; a cheaper request the bucket can pay goes through.
 func TestDenyCache(t *testing.T) {
-	h := newHarness(t, Config{})
+	// Settings that stay fresh for the whole test: stale settings send a
+	// denial to Upstash (see TestDenyCacheRefreshesSettings).
+	h := newHarnessWith(t, Config{}, UpstashConfig{SettingsTTL: time.Hour})
 	for i := 0; i < 8; i++ {
 		h.allow(t, "k", perTen, 1)
 	}
 	type step struct {
 		advance    time.Duration
 		cost       int64
-		want       Result // Source included
-		wantCalls  int64  // store calls so far
-		wantCached int    // buckets in the deny cache
+		want       view  // Source included
+		wantCalls  int64 // store calls so far
+		wantCached int   // buckets remembered ("warm" and "k")
 	}
-	up := func(r Result) Result { r.Source = SourceUpstash; return r }
-	cached := func(r Result) Result { r.Source = SourceCache; return r }
+	up := func(r view) view { r.Source = SourceUpstash; return r }
+	cached := func(r view) view { r.Source = SourceCache; return r }
 	steps := []step{
-		{cost: 4, want: up(denied(perTen, 2, 80*time.Second, 20*time.Second)), wantCalls: 9, wantCached: 1},
-		{cost: 4, want: cached(denied(perTen, 2, 80*time.Second, 20*time.Second)), wantCalls: 9, wantCached: 1},
-		{advance: 10 * time.Second, cost: 5, want: cached(denied(perTen, 3, 70*time.Second, 20*time.Second)), wantCalls: 9, wantCached: 1},
+		// Every bucket decided is remembered: the first denial is answered
+		// here already.
+		{cost: 4, want: cached(denied(perTen, 2, 80*time.Second, 20*time.Second)), wantCalls: 8, wantCached: 2},
+		{cost: 4, want: cached(denied(perTen, 2, 80*time.Second, 20*time.Second)), wantCalls: 8, wantCached: 2},
+		{advance: 10 * time.Second, cost: 5, want: cached(denied(perTen, 3, 70*time.Second, 20*time.Second)), wantCalls: 8, wantCached: 2},
 		// Cheaper: the cached state could pay it, so the store decides.
-		{cost: 2, want: up(ok(perTen, 1, 90*time.Second)), wantCalls: 10, wantCached: 1},
+		{cost: 2, want: up(ok(perTen, 1, 90*time.Second)), wantCalls: 9, wantCached: 2},
 		// The cache learnt the charge: cost 2 is now refused from memory.
-		{cost: 2, want: cached(denied(perTen, 1, 90*time.Second, 10*time.Second)), wantCalls: 10, wantCached: 1},
-		{advance: 9999 * time.Millisecond, cost: 2, want: cached(denied(perTen, 1, 80001*time.Millisecond, time.Millisecond)), wantCalls: 10, wantCached: 1},
+		{cost: 2, want: cached(denied(perTen, 1, 90*time.Second, 10*time.Second)), wantCalls: 9, wantCached: 2},
+		{advance: 9999 * time.Millisecond, cost: 2, want: cached(denied(perTen, 1, 80001*time.Millisecond, time.Millisecond)), wantCalls: 9, wantCached: 2},
 		// At exactly RetryAfter the store is asked again, and allows.
-		{advance: time.Millisecond, cost: 2, want: up(ok(perTen, 0, 100*time.Second)), wantCalls: 11, wantCached: 1},
+		{advance: time.Millisecond, cost: 2, want: up(ok(perTen, 0, 100*time.Second)), wantCalls: 10, wantCached: 2},
 	}
 	for i, s := range steps {
 		h.clock.advance(s.advance)
 		got := h.allow(t, "k", perTen, s.cost)
-		if diff := cmp.Diff(s.want, got); diff != "" {
+		if diff := cmp.Diff(s.want, viewOf(got)); diff != "" {
 			t.Fatalf("step %d mismatch (-want +got):\n%s", i, diff)
 		}
 		if c := h.shared.calls.Load(); c != s.wantCalls {
 			t.Fatalf("step %d: store calls = %d, want %d", i, c, s.wantCalls)
 		}
-		if n := h.l.cache.len(); n != s.wantCached {
+		if n := h.store.known.t.len(); n != s.wantCached {
 			t.Fatalf("step %d: cached buckets = %d, want %d", i, n, s.wantCached)
 		}
 	}
@@ -560,8 +584,8 @@ func TestDenyCache(t *testing.T) {
 			t.Errorf("cost above burst, call %d: %+v, want %v cost_exceeds_burst", i, got, want)
 		}
 	}
-	if s := h.l.Stats(); s.Cache != 5 || s.Upstash != 12 {
-		t.Errorf("stats = %+v, want Cache 5, Upstash 12", s)
+	if s := h.l.Stats(); s.Cache != 6 || s.Upstash != 11 {
+		t.Errorf("stats = %+v, want Cache 6, Upstash 11", s)
 	}
 	// An allowed decision that takes a bucket's last tokens is remembered
 	// too: a flood costs one call per allowed request and none for denials.
@@ -586,7 +610,7 @@ func TestDenyCache(t *testing.T) {
 // identical store B. Every decision must match: the cache may only save
 // calls, never change an answer.
 func TestDenyCacheNeverDeniesWhatTheStoreAllows(t *testing.T) {
-	h := newHarness(t, Config{})
+	h := newHarnessWith(t, Config{}, UpstashConfig{SettingsTTL: time.Hour})
 	bare := newMemory(t, MemoryConfig{})
 	limits := map[string]Limit{"a": perTen, "b": global3, "c": oddRate, "d": fast}
 	names := []string{"a", "b", "c", "d"}
@@ -605,7 +629,7 @@ func TestDenyCacheNeverDeniesWhatTheStoreAllows(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, err := bare.Allow(context.Background(), req, h.clock.now())
+		want, err := bare.Allow(req, h.clock.now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -613,7 +637,7 @@ func TestDenyCacheNeverDeniesWhatTheStoreAllows(t *testing.T) {
 			cacheHits++
 		}
 		want.Source = got.Source
-		if diff := cmp.Diff(want, got); diff != "" {
+		if diff := cmp.Diff(viewOf(want), viewOf(got)); diff != "" {
 			t.Fatalf("step %d (cost %d, buckets %v): limiter differs from the bare store (-store +limiter):\n%s", i, req.Cost, perm, diff)
 		}
 	}
@@ -624,7 +648,7 @@ func TestDenyCacheNeverDeniesWhatTheStoreAllows(t *testing.T) {
 }
 
 func TestDenyCacheIsBounded(t *testing.T) {
-	h := newHarness(t, Config{DenyCacheSize: 32})
+	h := newHarnessWith(t, Config{}, UpstashConfig{KnownKeys: 32})
 	for i := 0; i < 500; i++ {
 		key := fmt.Sprintf("k%d", i)
 		h.allow(t, key, PerMinute(1), 1)
@@ -632,29 +656,29 @@ func TestDenyCacheIsBounded(t *testing.T) {
 			t.Fatal("second request allowed")
 		}
 	}
-	if n := h.l.cache.len(); n > 32 {
+	if n := h.store.known.t.len(); n > 32 {
 		t.Errorf("deny cache holds %d buckets, want ≤ 32", n)
 	}
 }
 
 func TestDenyCacheCanBeDisabled(t *testing.T) {
-	h := newHarness(t, Config{DenyCacheSize: -1})
+	h := newHarnessWith(t, Config{}, UpstashConfig{KnownKeys: -1})
 	for i := 0; i < 5; i++ {
 		if r := h.allow(t, "k", PerMinute(1), 1); r.Source != SourceUpstash {
 			t.Fatalf("call %d: source %v, want upstash", i, r.Source)
 		}
 	}
-	if h.l.cache != nil {
-		t.Error("cache exists")
+	if h.store.known != nil {
+		t.Error("the store remembers buckets")
 	}
 }
 
 // TestLimiterOnUpstash runs the Limiter over the real script: one HTTP
 // request per decision, none for a cached denial.
 func TestLimiterOnUpstash(t *testing.T) {
-	store, env := newTestUpstash(t)
+	store, env := newTestUpstash(t, UpstashConfig{SettingsTTL: time.Minute})
 	c := newClock()
-	l, err := New(Config{Shared: store, Now: c.now})
+	l, err := New(Config{Upstash: store, Now: c.now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -698,9 +722,10 @@ func TestLimiterOnUpstash(t *testing.T) {
 // TestLimiterSurvivesUpstashRestart: a real outage (redis-server down) falls
 // back, and once it is back decisions return to it.
 func TestLimiterSurvivesUpstashRestart(t *testing.T) {
-	store, env := newTestUpstash(t)
+	store, env := newTestUpstash(t, UpstashConfig{})
+	needRedis(t, env)
 	c := newClock()
-	l, err := New(Config{Shared: store, Now: c.now, Timeout: 2 * time.Second})
+	l, err := New(Config{Upstash: store, Now: c.now, Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

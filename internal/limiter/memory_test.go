@@ -19,7 +19,7 @@ func newMemory(t testing.TB, cfg MemoryConfig) *MemoryStore {
 	return m
 }
 
-func mustAllow(t testing.TB, s Store, key string, l Limit, cost int64, now time.Time) Result {
+func mustAllow(t testing.TB, s store, key string, l Limit, cost int64, now time.Time) Result {
 	t.Helper()
 	r, err := s.Allow(context.Background(), Request{Buckets: []Bucket{{Key: key, Limit: l}}, Cost: cost}, now)
 	if err != nil {
@@ -38,7 +38,6 @@ func TestMemoryStoreConfig(t *testing.T) {
 		{name: "negative keys", cfg: MemoryConfig{MaxKeys: -1}, wantErr: true},
 		{name: "negative shards", cfg: MemoryConfig{Shards: -1}, wantErr: true},
 		{name: "too many shards", cfg: MemoryConfig{Shards: 1 << 20}, wantErr: true},
-		{name: "negative skew", cfg: MemoryConfig{MaxClockSkew: -time.Second}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -55,7 +54,7 @@ func TestMemoryStoreConfig(t *testing.T) {
 
 func TestMemoryStoreRejectsInvalidRequests(t *testing.T) {
 	m := newMemory(t, MemoryConfig{})
-	_, err := m.Allow(context.Background(), Request{Cost: 1}, t0)
+	_, err := m.Allow(Request{Cost: 1}, t0)
 	if !errors.Is(err, ErrInvalidRequest) {
 		t.Fatalf("error = %v, want ErrInvalidRequest", err)
 	}
@@ -80,9 +79,9 @@ func TestMemoryStoreEviction(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			m := newMemory(t, MemoryConfig{MaxKeys: 4, Shards: 1})
 			for i, c := range tt.costs {
-				mustAllow(t, m, "k"+strconv.Itoa(i), perTen, c, t0)
+				mustAllow(t, memStore{m}, "k"+strconv.Itoa(i), perTen, c, t0)
 			}
-			mustAllow(t, m, "new", perTen, 1, t0.Add(tt.at))
+			mustAllow(t, memStore{m}, "new", perTen, 1, t0.Add(tt.at))
 			if got := m.Len(); got != 4 {
 				t.Fatalf("Len() = %d, want 4 (bounded)", got)
 			}
@@ -105,17 +104,17 @@ func TestMemoryStoreEvictionSparesDrainedBuckets(t *testing.T) {
 	const maxKeys, drained = 2000, 100
 	m := newMemory(t, MemoryConfig{MaxKeys: maxKeys, Shards: 4})
 	for i := 0; i < drained; i++ {
-		mustAllow(t, m, "drained"+strconv.Itoa(i), perTen, 10, t0)
+		mustAllow(t, memStore{m}, "drained"+strconv.Itoa(i), perTen, 10, t0)
 	}
 	for i := 0; i < 3*maxKeys; i++ { // fills the store, then churns it twice over
-		mustAllow(t, m, "churn"+strconv.Itoa(i), perTen, 1, t0)
+		mustAllow(t, memStore{m}, "churn"+strconv.Itoa(i), perTen, 1, t0)
 	}
 	if got := m.Len(); got > maxKeys {
 		t.Fatalf("Len() = %d, want ≤ %d", got, maxKeys)
 	}
 	kept := 0
 	for i := 0; i < drained; i++ {
-		if r := mustAllow(t, m, "drained"+strconv.Itoa(i), perTen, 1, t0); !r.Allowed {
+		if r := mustAllow(t, memStore{m}, "drained"+strconv.Itoa(i), perTen, 1, t0); !r.Allowed {
 			kept++
 		}
 	}
@@ -128,9 +127,9 @@ func TestMemoryStoreEvictionSparesDrainedBuckets(t *testing.T) {
 // back full — over-admission bounded by its deficit, as documented.
 func TestMemoryStoreEvictionCost(t *testing.T) {
 	m := newMemory(t, MemoryConfig{MaxKeys: 1, Shards: 1})
-	mustAllow(t, m, "a", perTen, 10, t0) // a is empty: deficit 10
-	mustAllow(t, m, "b", perTen, 1, t0)  // evicts a
-	if r := mustAllow(t, m, "a", perTen, 10, t0); !r.Allowed {
+	mustAllow(t, memStore{m}, "a", perTen, 10, t0) // a is empty: deficit 10
+	mustAllow(t, memStore{m}, "b", perTen, 1, t0)  // evicts a
+	if r := mustAllow(t, memStore{m}, "a", perTen, 10, t0); !r.Allowed {
 		t.Fatalf("evicted bucket did not come back full: %+v", r)
 	}
 }
@@ -140,11 +139,11 @@ func TestMemoryStoreEvictionCost(t *testing.T) {
 func TestMemoryStoreSweepsLazily(t *testing.T) {
 	m := newMemory(t, MemoryConfig{Shards: 1})
 	for i := 0; i < 5; i++ {
-		mustAllow(t, m, "idle"+strconv.Itoa(i), perTen, 1, t0)
+		mustAllow(t, memStore{m}, "idle"+strconv.Itoa(i), perTen, 1, t0)
 	}
 	later := t0.Add(time.Minute) // every idle bucket is full again
 	for i := 0; i < sweepEvery; i++ {
-		mustAllow(t, m, "busy", PerSecond(1000), 1, later)
+		mustAllow(t, memStore{m}, "busy", PerSecond(1000), 1, later)
 	}
 	if got := m.Len(); got != 1 {
 		t.Errorf("Len() after a sweep = %d, want 1 (only the busy bucket)", got)
@@ -155,7 +154,7 @@ func TestMemoryStoreSweepsLazily(t *testing.T) {
 // unknown bucket (cost above burst) leaves no entry behind.
 func TestMemoryStoreDeniedNewBucketStoresNothing(t *testing.T) {
 	m := newMemory(t, MemoryConfig{})
-	if r := mustAllow(t, m, "x", perTen, 11, t0); r.Allowed {
+	if r := mustAllow(t, memStore{m}, "x", perTen, 11, t0); r.Allowed {
 		t.Fatal("cost above burst allowed")
 	}
 	if got := m.Len(); got != 0 {
@@ -175,12 +174,11 @@ func TestMemoryStoreZeroAllocs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx := context.Background()
-			if _, err := m.Allow(ctx, tt.req, t0); err != nil { // insert once
+			if _, err := m.Allow(tt.req, t0); err != nil { // insert once
 				t.Fatal(err)
 			}
 			allocs := testing.AllocsPerRun(1000, func() {
-				_, _ = m.Allow(ctx, tt.req, t0)
+				_, _ = m.Allow(tt.req, t0)
 			})
 			if allocs != 0 {
 				t.Errorf("Allow allocates %.1f times per call, want 0", allocs)
@@ -218,7 +216,7 @@ func bytesPerKey(t testing.TB, keys []string) float64 {
 	req := Request{Buckets: []Bucket{{Limit: perTen}}, Cost: 1}
 	for _, k := range keys {
 		req.Buckets[0].Key = k
-		if _, err := m.Allow(context.Background(), req, t0); err != nil {
+		if _, err := m.Allow(req, t0); err != nil {
 			t.Fatal(err)
 		}
 	}

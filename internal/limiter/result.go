@@ -1,7 +1,6 @@
 package limiter
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -19,28 +18,41 @@ const MaxBuckets = 8
 // MaxKeyLen is the longest bucket key, in bytes.
 const MaxKeyLen = 512
 
-// Bucket names one token bucket and its shape.
+// Bucket names one bucket of a decision: a token bucket (Limit) or a
+// quota (Quota).
 type Bucket struct {
-	// Key identifies the bucket, e.g. "anonymous:ip:203.0.113.7" or
-	// "key:k_123". It must never contain a raw API key (use the key's id or
-	// hash). The stores add their own namespace prefix. At most MaxKeyLen
-	// bytes; not empty.
+	// Key identifies the bucket, e.g. "ip:203.0.113.7" or "key_123". It must
+	// never contain a raw API key (use the key's id or hash). The stores add
+	// their own namespace prefix. At most MaxKeyLen bytes; not empty. A
+	// quota's key should name its window (the window's start), so that each
+	// window counts afresh.
 	Key string
-	// Limit is the bucket's rate and capacity. A bucket keeps its state in
-	// units that do not depend on the Limit, so changing a key's Limit takes
-	// effect at once, with the tokens it holds clamped to the new Burst.
+	// Limit is the token bucket's rate and capacity, unless Quota is set. A
+	// bucket keeps its state in units that do not depend on the Limit, so
+	// changing a key's Limit takes effect at once, with the tokens it holds
+	// clamped to the new Burst.
 	Limit Limit
+	// Quota, when not zero, makes this bucket a quota: at most Quota.Limit
+	// tokens per calendar window; Limit is then unused.
+	Quota Quota
+	// Scope says which live factors scale the bucket (never a quota).
+	Scope Scope
 }
 
 // Request is one rate-limit decision: Cost tokens are taken from every
 // bucket, or from none when any bucket holds fewer than Cost.
 type Request struct {
 	// Buckets are the buckets to check and charge together, e.g. a
-	// per-caller bucket and a global one. 1 to MaxBuckets, keys distinct.
+	// per-caller bucket, its quota and a global one. 1 to MaxBuckets, keys
+	// distinct.
 	Buckets []Bucket
 	// Cost is the number of tokens the request takes, at least 1. A cost
-	// above a bucket's Burst can never pass (Reason "cost_exceeds_burst").
+	// above a bucket's Burst (or a quota's Limit) can never pass (Reason
+	// "cost_exceeds_burst").
 	Cost int64
+	// Tier names the caller's tier, for the live factors of one tier
+	// (ScopeTier buckets); "" for none.
+	Tier string
 }
 
 // Validate reports what is wrong with r, if anything. The error wraps
@@ -59,7 +71,11 @@ func (r Request) Validate() error {
 		if b.Key == "" || len(b.Key) > MaxKeyLen {
 			return fmt.Errorf("%w: bucket %d: key length %d is outside 1..%d", ErrInvalidRequest, i, len(b.Key), MaxKeyLen)
 		}
-		if err := b.Limit.Validate(); err != nil {
+		if !b.Quota.IsZero() {
+			if b.Quota.Limit < 1 || b.Quota.Limit > MaxQuota || b.Quota.Period > QuotaMonth {
+				return fmt.Errorf("%w: bucket %d: quota %d per %s is out of range", ErrInvalidRequest, i, b.Quota.Limit, b.Quota.Period)
+			}
+		} else if err := b.Limit.Validate(); err != nil {
 			return fmt.Errorf("%w: bucket %d: %w", ErrInvalidRequest, i, err)
 		}
 		for j := 0; j < i; j++ {
@@ -70,6 +86,19 @@ func (r Request) Validate() error {
 	}
 	return nil
 }
+
+// resolve turns req's buckets into params at now under the factors f.
+func resolve(req Request, f factors, now time.Time, ps []params) {
+	for i, b := range req.Buckets {
+		if !b.Quota.IsZero() {
+			ps[i] = quotaParams(b.Quota, now)
+		} else {
+			ps[i] = tokenParams(b.Limit, f.of(b.Scope))
+		}
+	}
+}
+
+var unscaled = factors{all: ppmOne, tier: ppmOne}
 
 // Source says where a decision came from.
 type Source int
@@ -107,16 +136,18 @@ const (
 	ReasonUnavailable = "limiter_unavailable"
 )
 
-// Result is one decision. When several buckets were checked, the numbers
-// describe one of them, the reported bucket: for a denial, the refusing
-// bucket that needs the longest wait (so RetryAfter holds for all); when
-// allowed, the bucket with the fewest whole tokens left (first on a tie).
+// Result is one decision. Buckets[:N] describe every bucket of the
+// request, in order; the top-level numbers repeat one of them, the
+// reported bucket (Reported): for a denial, the refusing bucket that needs
+// the longest wait (so RetryAfter holds for all); when allowed, the bucket
+// with the fewest whole tokens left (first on a tie).
 //
-// Result is a small value type, returned by value.
+// Result is a value type, returned by value without allocation.
 type Result struct {
 	// Allowed is true when the request may pass (its cost was charged).
 	Allowed bool
-	// Limit is the reported bucket's capacity (Burst), in whole tokens.
+	// Limit is the reported bucket's capacity (Burst after live factors, or
+	// the quota), in whole tokens.
 	Limit int64
 	// Remaining is the whole tokens left in the reported bucket after this
 	// decision (fractions are rounded down).
@@ -126,28 +157,27 @@ type Result struct {
 	ResetAfter time.Duration
 	// RetryAfter is 0 when allowed. When denied, it is how long until this
 	// request, with its cost, could pass if nothing else draws from the
-	// buckets: exact to the millisecond, rounded up. For cost_exceeds_burst,
-	// which can never pass, it is the bucket's Window; for a fail-closed
-	// denial, FailClosedRetryAfter.
+	// buckets: exact to the millisecond, rounded up; for a quota, until its
+	// window ends. For cost_exceeds_burst, which can never pass, it is the
+	// bucket's Window; for a fail-closed denial, FailClosedRetryAfter.
 	RetryAfter time.Duration
-	// Window is the time to refill the reported bucket from empty
-	// (Limit.Window): the w of the RateLimit-Policy header.
+	// Window is the time to refill the reported bucket from empty, or its
+	// quota window: the w of the RateLimit-Policy header.
 	Window time.Duration
 	// Source says where the decision came from.
 	Source Source
 	// Reason is empty when allowed, else one of ReasonOverLimit,
 	// ReasonCostExceedsBurst, ReasonUnavailable.
 	Reason string
-}
-
-// Store makes decisions on token buckets. Implementations are safe for
-// concurrent use. now is the caller's clock; stores never read the time
-// themselves.
-type Store interface {
-	// Allow decides req at time now, charging req.Cost to every bucket or to
-	// none. An error means no decision was made (and, for a remote store,
-	// that the buckets may or may not have been charged).
-	Allow(ctx context.Context, req Request, now time.Time) (Result, error)
+	// Reported is the index of the reported bucket.
+	Reported int
+	// N is the number of buckets decided; Buckets[:N] hold them.
+	N int
+	// Buckets are the request's buckets after the decision, in order.
+	Buckets [MaxBuckets]BucketState
+	// UpstashLatency is how long the call to Upstash took, when one was
+	// made for this decision (even if it failed); 0 otherwise.
+	UpstashLatency time.Duration
 }
 
 // FailureMode is what the Limiter does when the shared store fails, times

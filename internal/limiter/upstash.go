@@ -3,163 +3,369 @@ package limiter
 import (
 	"context"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/bucketgate/bucketgate/internal/upstash"
 )
 
-// ScriptSource is the token-bucket Lua script run on Upstash (tokenbucket.lua).
-// It starts with Upstash's "#!lua flags=allow-key-locking" line; see the
-// package documentation. Read it, never assign it: the store's digest is
-// computed from it once, at start.
+// ScriptSource is the decision script run on Upstash (decide.lua). It
+// starts with Upstash's "#!lua flags=allow-key-locking" line; see the
+// package documentation. Read it, never assign it.
 //
-//go:embed tokenbucket.lua
+//go:embed decide.lua
 var ScriptSource string
 
-// tokenBucket is the script, with its SHA-1 computed once.
-var tokenBucket = upstash.NewScript(ScriptSource)
+var decideScript = upstash.NewScript(ScriptSource)
 
 // ScriptSHA1 returns the hex SHA-1 of ScriptSource: the digest EVALSHA sends.
-func ScriptSHA1() string { return tokenBucket.SHA1() }
+func ScriptSHA1() string { return decideScript.SHA1() }
 
 // ErrBadReply is wrapped by the error for a script reply of the wrong shape
-// (which would mean a script and code out of step, or a proxy mangling
-// replies). The Limiter treats it like any other store failure.
-var ErrBadReply = errors.New("unexpected token-bucket script reply")
+// (a script and code out of step, or a proxy mangling replies). The Limiter
+// treats it like any other store failure.
+var ErrBadReply = errors.New("unexpected decision script reply")
 
-// DefaultPrefix is UpstashConfig.Prefix's default.
-const DefaultPrefix = "bg:"
+// Defaults of UpstashConfig.
+const (
+	DefaultPrefix       = "bg:"
+	DefaultKnownKeys    = 50_000
+	DefaultSettingsTTL  = time.Second
+	settingsKeySuffix   = "limits"
+	warmupKeySuffix     = "warmup"
+	maxWarmupVersionLen = 128
+)
 
 // UpstashConfig configures an UpstashStore. Only Client is required.
 type UpstashConfig struct {
 	// Client talks to Upstash. Required.
 	Client *upstash.Client
 	// Prefix namespaces the Redis keys: bucket key K is stored under
-	// Prefix+K. "" means DefaultPrefix.
+	// Prefix+K, the live settings under Prefix+"limits". "" means
+	// DefaultPrefix.
 	Prefix string
-	// MaxClockSkew is how far ahead of a caller's clock a bucket's stored
-	// timestamp is believed; 0 means DefaultMaxClockSkew. See the package
-	// documentation, "Clock".
-	MaxClockSkew time.Duration
+	// KnownKeys bounds how many buckets the store remembers (for its guesses
+	// and the deny cache, see known); 0 means DefaultKnownKeys, negative
+	// remembers nothing (every decision then costs one more command, and
+	// repeated denials go to Upstash).
+	KnownKeys int
+	// SettingsTTL is how long the live settings (cmd/limits) read from
+	// Upstash are used before a decision reads them again, at the cost of
+	// one GET; 0 means DefaultSettingsTTL. A change reaches every container
+	// within SettingsTTL, a new container on its first decision.
+	SettingsTTL time.Duration
+	// Warmup, when not zero, lowers the limits of a new version (WARMUP).
+	Warmup Warmup
 }
 
-// scriptRunner runs the token-bucket script: EVALSHA, and EVAL when the
-// server does not have it cached. It is what UpstashStore needs of the
-// Upstash client.
-type scriptRunner interface {
-	Run(ctx context.Context, keys []string, args ...any) (upstash.Value, error)
-}
-
-// clientRunner binds the token-bucket script to a client.
-type clientRunner struct{ c *upstash.Client }
-
-func (r clientRunner) Run(ctx context.Context, keys []string, args ...any) (upstash.Value, error) {
-	return tokenBucket.Run(ctx, r.c, keys, args...)
-}
-
-// UpstashStore is a Store of token buckets on Upstash Redis: one REST
-// request per decision (EVALSHA of ScriptSource), whatever the number of
-// buckets. Redis commands per decision, counting the EVALSHA: 2 for a
-// denial (EVALSHA, MGET), 2+N when N buckets are charged (EVALSHA, MGET,
-// one SET ... PX per bucket) — 3 for the usual single bucket.
+// UpstashStore decides on buckets kept in Upstash Redis: one REST request
+// (EVALSHA of ScriptSource) per decision, whatever the number of buckets.
+// It remembers what it last saw of each bucket (see known) and the live
+// settings.
 //
-// Safe for concurrent use. It keeps no state beyond the client.
+// Safe for concurrent use.
 type UpstashStore struct {
-	run    scriptRunner
+	client *upstash.Client
 	prefix string
-	skew   int64
+	known  *known
+	ttl    int64 // settings TTL, ms
+	warm   Warmup
+	born   int64 // ms; the warm-up start until Upstash tells the shared one
+
+	mu        sync.Mutex
+	scales    []Scale
+	readAt    int64 // when the settings were last read, ms; 0: never
+	warmStart int64 // the shared warm-up start, ms; 0: unknown
 }
 
-var _ Store = (*UpstashStore)(nil)
-
-// NewUpstashStore returns a store using cfg.Client.
+// NewUpstashStore returns a store using cfg.Client. It does not contact
+// Upstash (see Prime).
 func NewUpstashStore(cfg UpstashConfig) (*UpstashStore, error) {
-	if cfg.Client == nil {
+	switch {
+	case cfg.Client == nil:
 		return nil, invalid("upstash store: Client is nil")
+	case cfg.SettingsTTL < 0:
+		return nil, invalid("upstash store: SettingsTTL must not be negative")
+	case len(cfg.Warmup.Version) > maxWarmupVersionLen || !plainText(cfg.Warmup.Version):
+		return nil, invalid("upstash store: warm-up version must be at most %d letters, digits, '.', '_', ':' or '-'", maxWarmupVersionLen)
 	}
-	return newUpstashStore(clientRunner{cfg.Client}, cfg)
+	u := &UpstashStore{
+		client: cfg.Client,
+		prefix: orDefault(cfg.Prefix, DefaultPrefix),
+		ttl:    orDefault(cfg.SettingsTTL, DefaultSettingsTTL).Milliseconds(),
+		warm:   cfg.Warmup,
+		born:   time.Now().UnixMilli(),
+	}
+	if cfg.KnownKeys >= 0 {
+		u.known = newKnown(orDefault(cfg.KnownKeys, DefaultKnownKeys))
+	}
+	return u, nil
 }
 
-func newUpstashStore(run scriptRunner, cfg UpstashConfig) (*UpstashStore, error) {
-	if cfg.MaxClockSkew < 0 {
-		return nil, invalid("upstash store: MaxClockSkew must not be negative")
+func plainText(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+			return false
+		}
 	}
-	if cfg.Prefix == "" {
-		cfg.Prefix = DefaultPrefix
-	}
-	if cfg.MaxClockSkew == 0 {
-		cfg.MaxClockSkew = DefaultMaxClockSkew
-	}
-	return &UpstashStore{run: run, prefix: cfg.Prefix, skew: cfg.MaxClockSkew.Milliseconds()}, nil
+	return true
 }
 
-// Allow runs the script for req at now (the caller's clock, sent to the
-// script). The Result's Source is SourceUpstash. Errors: ErrInvalidRequest
-// for a bad request (nothing sent); otherwise the client's *upstash.Error
-// (use errors.As or upstash.KindOf), or ErrBadReply. Errors never contain a
-// bucket key.
+// Allow decides req at now (the caller's clock, sent to the script). The
+// Result's Source is SourceUpstash. Errors: ErrInvalidRequest for a bad
+// request (nothing sent); otherwise the client's *upstash.Error (use
+// upstash.KindOf), or ErrBadReply. Errors never contain a bucket key.
 func (u *UpstashStore) Allow(ctx context.Context, req Request, now time.Time) (Result, error) {
-	var st [MaxBuckets]state
-	return u.allowState(ctx, req, now, st[:])
-}
-
-// allowState is Allow that also fills st[:len(req.Buckets)] with the
-// buckets' states after the decision.
-func (u *UpstashStore) allowState(ctx context.Context, req Request, now time.Time, st []state) (Result, error) {
 	if err := req.Validate(); err != nil {
 		return Result{}, err
 	}
+	return u.decide(ctx, req, now)
+}
+
+// Prime reads the live settings and the warm-up start in one request, so
+// that the first decision needs neither and finds a connection open. Call
+// it once at start, with a short deadline: a failure only means the first
+// decision reads them instead.
+func (u *UpstashStore) Prime(ctx context.Context) error {
+	_, err := u.decide(ctx, Request{}, time.Now())
+	return err
+}
+
+// decide runs the script for a valid request (or none, to prime).
+func (u *UpstashStore) decide(ctx context.Context, req Request, now time.Time) (Result, error) {
 	nowMs := now.UnixMilli()
 	n := len(req.Buckets)
-	keys := make([]string, n)
-	args := make([]any, 3, 3+2*n)
-	args[0], args[1], args[2] = nowMs, req.Cost*unitsPerToken, u.skew
-	var ps [MaxBuckets]params
+	u.mu.Lock()
+	readSettings := u.readAt == 0 || nowMs-u.readAt >= u.ttl
+	scales, warmStart := u.scales, u.warmStart
+	u.mu.Unlock()
+
+	mode := 0
+	keys := make([]string, n, n+2)
 	for i, b := range req.Buckets {
 		keys[i] = u.prefix + b.Key
-		ps[i] = b.Limit.params()
-		args = append(args, ps[i].cap, ps[i].perMs)
 	}
-	v, err := u.run.Run(ctx, keys, args...)
+	if readSettings {
+		mode |= 1
+		keys = append(keys, u.prefix+settingsKeySuffix)
+	}
+	warm := ""
+	if !u.warm.IsZero() {
+		start := ""
+		if warmStart != 0 {
+			start = strconv.FormatInt(warmStart, 10)
+		} else if u.warm.Version != "" {
+			mode |= 2
+			keys = append(keys, u.prefix+warmupKeySuffix)
+		} else {
+			start = strconv.FormatInt(u.born, 10)
+		}
+		warm = fmt.Sprintf("%d,%d,%s,%s", toPPM(u.warm.Factor), u.warm.Duration.Milliseconds(), start, u.warm.Version)
+	}
+	all, tr := settingsPPM(scales, req.Tier, nowMs) // the script adds warm-up
+	var ps [MaxBuckets]params
+	resolve(req, unscaled, now, ps[:n])
+	args := make([]any, 0, 9+4*n)
+	args = append(args, nowMs, req.Cost, skewMs, n, mode, req.Tier, all, tr, warm)
+	for i, b := range req.Buckets {
+		kind := "q"
+		if b.Quota.IsZero() {
+			kind = [...]string{ScopeNone: "u", ScopeAll: "g", ScopeTier: "t"}[b.Scope]
+		}
+		args = append(args, kind, ps[i].cap, ps[i].perMs, u.known.guess(keys[i], ps[i], nowMs))
+	}
+
+	var reply []json.RawMessage
+	start := time.Now()
+	err := runScript(ctx, u.client, &reply, keys, args...)
+	latency := time.Since(start)
 	if err != nil {
-		return Result{}, fmt.Errorf("limiter: token-bucket script: %w", err)
+		return Result{UpstashLatency: latency}, fmt.Errorf("limiter: decision script: %w", err)
 	}
-	allowed, err := parseReply(v, st[:n], ps[:n])
+	rep, err := parseReply(reply, n)
 	if err != nil {
-		return Result{}, err
+		return Result{UpstashLatency: latency}, err
 	}
-	r, _ := report(req, ps[:n], st[:n], allowed, nowMs)
+
+	u.mu.Lock()
+	if readSettings && rep.settings != nil {
+		u.scales, u.readAt = ParseScales(*rep.settings), nowMs
+	}
+	if rep.warmStart != 0 {
+		u.warmStart = rep.warmStart
+	}
+	u.mu.Unlock()
+
+	// Report with the factors the script used.
+	fr := factors{all: rep.ppmAll, tier: rep.ppmTier}
+	var st [MaxBuckets]state
+	for i, b := range req.Buckets {
+		if !ps[i].quota {
+			ps[i] = tokenParams(b.Limit, fr.of(b.Scope))
+		}
+		st[i] = rep.st[i]
+		if err := checkState(st[i], ps[i]); err != nil {
+			return Result{UpstashLatency: latency}, fmt.Errorf("limiter: %w: bucket %d: %w", ErrBadReply, i+1, err)
+		}
+		if u.known != nil {
+			e := entry{fullAt: nowMs} // absent: expired as of now
+			if s, ok := decodeState(rep.stored[i], ps[i]); ok {
+				e = entry{state: s, fullAt: expiresAt(s, ps[i])}
+			}
+			u.known.put(keys[i], e, nowMs)
+		}
+	}
+	r := report(n, ps[:n], st[:n], rep.allowed, req.Cost, nowMs)
 	r.Source = SourceUpstash
+	r.UpstashLatency = latency
 	return r, nil
 }
 
-// parseReply reads {allowed, units_1, at_1, ...} into st.
-func parseReply(v upstash.Value, st []state, ps []params) (bool, error) {
-	vals, err := v.Array()
+// checkState rejects a reported state a correct script cannot produce.
+func checkState(s state, p params) error {
+	if s.units < 0 || (!p.quota && s.units > p.cap) {
+		return fmt.Errorf("holds %d units", s.units)
+	}
+	return nil
+}
+
+// cached answers req from the remembered states when they prove that the
+// store would deny it (see known), and the live settings are fresh.
+func (u *UpstashStore) cached(req Request, now time.Time) (Result, bool) {
+	if u.known == nil {
+		return Result{}, false
+	}
+	nowMs := now.UnixMilli()
+	u.mu.Lock()
+	fresh := u.readAt != 0 && nowMs-u.readAt < u.ttl
+	scales, warmStart := u.scales, u.warmStart
+	u.mu.Unlock()
+	if !fresh || (!u.warm.IsZero() && warmStart == 0 && u.warm.Version != "") {
+		return Result{}, false
+	}
+	n := len(req.Buckets)
+	var (
+		ps [MaxBuckets]params
+		st [MaxBuckets]state
+	)
+	resolve(req, u.factorsAt(scales, warmStart, req.Tier, nowMs), now, ps[:n])
+	refuse := false
+	for i, b := range req.Buckets {
+		e, ok := u.known.get(u.prefix + b.Key)
+		if !ok {
+			return Result{}, false // the store knows more
+		}
+		st[i], _ = current(e.state, e.fullAt > nowMs, ps[i], nowMs)
+		if !passes(st[i], ps[i], req.Cost) {
+			refuse = true
+		}
+	}
+	if !refuse {
+		return Result{}, false
+	}
+	r := report(n, ps[:n], st[:n], false, req.Cost, nowMs)
+	r.Source = SourceCache
+	return r, true
+}
+
+// factors returns the factors for the memory fallback: the last live
+// settings seen, and warm-up.
+func (u *UpstashStore) factors(tier string, now int64) factors {
+	u.mu.Lock()
+	scales, warmStart := u.scales, u.warmStart
+	u.mu.Unlock()
+	return u.factorsAt(scales, warmStart, tier, now)
+}
+
+func (u *UpstashStore) factorsAt(scales []Scale, warmStart int64, tier string, now int64) factors {
+	if warmStart == 0 {
+		warmStart = u.born
+	}
+	return liveFactors(scales, tier, u.warm.ppmAt(warmStart, now), now)
+}
+
+// scriptReply is a parsed reply.
+type scriptReply struct {
+	allowed         bool
+	settings        *string // nil: not read
+	warmStart       int64   // 0: not read
+	ppmTier, ppmAll int64
+	st              [MaxBuckets]state
+	stored          [MaxBuckets]string
+}
+
+// parseReply reads {allowed, settings, warm start, ppm t, ppm g, then per
+// bucket units, at, stored}.
+func parseReply(vals []json.RawMessage, n int) (scriptReply, error) {
+	var r scriptReply
+	bad := func(format string, args ...any) (scriptReply, error) {
+		return scriptReply{}, fmt.Errorf("limiter: %w: %s", ErrBadReply, fmt.Sprintf(format, args...))
+	}
+	if len(vals) != 5+3*n {
+		return bad("%d elements, want %d", len(vals), 5+3*n)
+	}
+	num := func(i int) (int64, error) {
+		v, err := strconv.ParseInt(string(vals[i]), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("limiter: %w: element %d is not an integer", ErrBadReply, i+1)
+		}
+		return v, nil
+	}
+	str := func(i int) (string, error) {
+		var s string
+		if err := json.Unmarshal(vals[i], &s); err != nil {
+			return "", fmt.Errorf("limiter: %w: element %d is not a string", ErrBadReply, i+1)
+		}
+		return s, nil
+	}
+	var err error
+	var flag int64
+	if flag, err = num(0); err != nil {
+		return scriptReply{}, err
+	}
+	if flag != 0 && flag != 1 {
+		return bad("allowed flag is %d", flag)
+	}
+	r.allowed = flag == 1
+	s, err := str(1)
 	if err != nil {
-		return false, fmt.Errorf("limiter: %w: %w", ErrBadReply, err)
+		return scriptReply{}, err
 	}
-	if len(vals) != 1+2*len(st) {
-		return false, fmt.Errorf("limiter: %w: %d elements, want %d", ErrBadReply, len(vals), 1+2*len(st))
+	if s != "-" {
+		r.settings = &s
 	}
-	ints := make([]int64, len(vals))
-	for i, e := range vals {
-		if ints[i], err = e.Int(); err != nil {
-			return false, fmt.Errorf("limiter: %w: element %d: %w", ErrBadReply, i+1, err)
+	if w, err := str(2); err != nil {
+		return scriptReply{}, err
+	} else if w != "" {
+		if r.warmStart, err = strconv.ParseInt(w, 10, 64); err != nil || r.warmStart <= 0 {
+			return bad("warm-up start %q", w)
 		}
 	}
-	if ints[0] != 0 && ints[0] != 1 {
-		return false, fmt.Errorf("limiter: %w: allowed flag is %d", ErrBadReply, ints[0])
+	if r.ppmTier, err = num(3); err != nil {
+		return scriptReply{}, err
 	}
-	for i := range st {
-		st[i] = state{units: ints[1+2*i], at: ints[2+2*i]}
-		// The script clamps to the capacity; more would report Remaining
-		// above Limit.
-		if st[i].units < 0 || st[i].units > ps[i].cap {
-			return false, fmt.Errorf("limiter: %w: bucket %d holds %d units", ErrBadReply, i+1, st[i].units)
+	if r.ppmAll, err = num(4); err != nil {
+		return scriptReply{}, err
+	}
+	if r.ppmTier < 1 || r.ppmTier > maxPPM || r.ppmAll < 1 || r.ppmAll > maxPPM {
+		return bad("factors %d, %d out of range", r.ppmTier, r.ppmAll)
+	}
+	for i := 0; i < n; i++ {
+		j := 5 + 3*i
+		if r.st[i].units, err = num(j); err != nil {
+			return scriptReply{}, err
+		}
+		if r.st[i].at, err = num(j + 1); err != nil {
+			return scriptReply{}, err
+		}
+		if r.stored[i], err = str(j + 2); err != nil {
+			return scriptReply{}, err
 		}
 	}
-	return ints[0] == 1, nil
+	return r, nil
 }
