@@ -162,39 +162,66 @@ func periodString(d time.Duration) string {
 //
 // RATE and N are whole numbers of tokens; PERIOD is one of second, minute,
 // hour or day, in any letter case (abbreviations such as "m" or "min" are
-// rejected: they are ambiguous to readers and DESIGN names four periods).
-// Spaces around each part are ignored. Without a burst the capacity equals
-// RATE. The error names the bad part; it does not name the variable, which
-// the caller adds.
+// rejected: they are ambiguous to readers). Spaces around each part are
+// ignored. Without a burst the capacity equals RATE. The error names the
+// bad part; it does not name the variable, which the caller adds.
 func ParseLimit(s string) (Limit, error) {
+	p, err := parsePolicy(s, false)
+	return p.Limit, err
+}
+
+// ParsePolicy parses "RATE/PERIOD[:burst=N][:quota=N/QPERIOD]", e.g.
+// "30/minute:burst=50:quota=10000/month": a token bucket as ParseLimit
+// reads it, and an optional quota of N tokens per calendar window in UTC
+// (QPERIOD day, week or month). Options may come in either order, each at
+// most once.
+func ParsePolicy(s string) (Policy, error) { return parsePolicy(s, true) }
+
+func parsePolicy(s string, quotaOK bool) (Policy, error) {
+	want, opts := "RATE/PERIOD[:burst=N]", "burst=N"
+	if quotaOK {
+		want, opts = "RATE/PERIOD[:burst=N][:quota=N/QPERIOD]", "burst=N or quota=N/QPERIOD"
+	}
 	spec := strings.TrimSpace(s)
-	rest, opts, hasOpts := strings.Cut(spec, ":")
-	rateStr, periodStr, ok := strings.Cut(rest, "/")
+	parts := strings.Split(spec, ":")
+	rateStr, periodStr, ok := strings.Cut(parts[0], "/")
 	if !ok {
-		return Limit{}, invalid("want RATE/PERIOD[:burst=N] (e.g. 6/minute:burst=10), got %q", spec)
+		return Policy{}, invalid("want %s (e.g. 6/minute:burst=10), got %q", want, spec)
 	}
 	rate, err := parseCount("rate", rateStr)
 	if err != nil {
-		return Limit{}, err
+		return Policy{}, err
 	}
 	period, err := parsePeriod(periodStr)
 	if err != nil {
-		return Limit{}, err
+		return Policy{}, err
 	}
-	l := Limit{Rate: rate, Period: period, Burst: rate}
-	if hasOpts {
-		name, val, ok := strings.Cut(opts, "=")
-		if !ok || !strings.EqualFold(strings.TrimSpace(name), "burst") {
-			return Limit{}, invalid("unknown option %q (want burst=N)", strings.TrimSpace(opts))
+	p := Policy{Limit: Limit{Rate: rate, Period: period, Burst: rate}}
+	seen := map[string]bool{}
+	for _, opt := range parts[1:] {
+		name, val, ok := strings.Cut(opt, "=")
+		name = strings.ToLower(strings.TrimSpace(name))
+		switch {
+		case !ok || (name != "burst" && (name != "quota" || !quotaOK)):
+			return Policy{}, invalid("unknown option %q (want %s)", strings.TrimSpace(opt), opts)
+		case seen[name]:
+			return Policy{}, invalid("option %s is given twice", name)
 		}
-		if l.Burst, err = parseCount("burst", val); err != nil {
-			return Limit{}, err
+		seen[name] = true
+		if name == "burst" {
+			if p.Limit.Burst, err = parseCount("burst", val); err != nil {
+				return Policy{}, err
+			}
+			continue
+		}
+		if p.Quota, err = parseQuota(val); err != nil {
+			return Policy{}, err
 		}
 	}
-	if err := l.Validate(); err != nil {
-		return Limit{}, err
+	if err := p.Limit.Validate(); err != nil {
+		return Policy{}, err
 	}
-	return l, nil
+	return p, nil
 }
 
 func parseCount(what, s string) (int64, error) {
