@@ -27,7 +27,7 @@ type CacheConfig struct {
 	// limit (apikeys set-limit) applies within HitTTL. Expiry has no such
 	// delay (see Cache). 0: DefaultHitTTL (60 s).
 	HitTTL time.Duration
-	// MissTTL is how long an unknown or revoked key is answered
+	// MissTTL is how long an unknown, revoked or expired key is answered
 	// ErrNotFound without asking the backend; a key created meanwhile
 	// starts working after it. 0: DefaultMissTTL (10 s); negative: misses
 	// are not cached.

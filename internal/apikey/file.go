@@ -51,19 +51,21 @@ type FileConfig struct {
 //	}
 //
 // Unknown fields, unknown versions, malformed hashes, IDs, tiers, limits or
-// times, and duplicate IDs make the whole file an error (a backend error for Lookup,
-// not ErrNotFound), so a bad hand edit shows instead of turning into 401s.
+// times, and duplicate IDs make the whole file an error (a backend error
+// for Lookup, not ErrNotFound), so a bad hand edit shows instead of turning
+// into 401s or into a key silently falling back to its tier's limit.
 //
 // Reads: the file is parsed once and parsed again whenever it is replaced
 // or its modification time or size changes; each call costs one stat(2).
 // So keys created or revoked by another process (cmd/apikeys while
 // `cmd/local start-api` runs) take effect on the next lookup.
 //
-// Writes (Create, Revoke, SetLimit) re-read the file, then write a temporary file in
-// the same directory with mode 0600, sync it and rename it over the old one,
-// so readers see the old or the new file, never a torn one. Writes within
-// one process are serialised; writers in different processes are not
-// coordinated (the last rename wins), which suits an admin CLI run by hand.
+// Writes (Create, Revoke, SetLimit) re-read the file, then write a
+// temporary file in the same directory with mode 0600, sync it and rename
+// it over the old one, so readers see the old or the new file, never a
+// torn one. Writes within one process are serialised; writers in different
+// processes are not coordinated (the last rename wins), which suits an
+// admin CLI run by hand.
 //
 // A FileStore is safe for concurrent use.
 type FileStore struct {
