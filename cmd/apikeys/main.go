@@ -1,24 +1,40 @@
-// Command apikeys creates, lists and revokes API keys in a key file
-// (API_KEYS_FILE, local use) or a DynamoDB table (API_KEYS_TABLE).
+// Command apikeys creates, lists and revokes API keys and sets their own
+// limits, in a key file (API_KEYS_FILE, local use) or a DynamoDB table
+// (API_KEYS_TABLE).
 //
-//	apikeys create --tier TIER --name NAME (--file F | --table T)
+//	apikeys create --tier TIER --name NAME (--file F | --table T) [--limit LIMIT] [--expires RFC3339]
+//	apikeys set-limit (--file F | --table T) (--limit LIMIT | --clear) ID
 //	apikeys list (--file F | --table T)
 //	apikeys revoke (--file F | --table T) ID
 //	apikeys create-table --table T
 //
-// create prints one JSON object, {"id", "key", "tier", "name"}: the only
-// time the plaintext key is shown; only its SHA-256 is stored. A missing key
-// file is created (mode 0600). Tiers are authenticated and premium;
-// --allow-custom-tier accepts any other name of a-z, 0-9, _ and - (for tiers
-// added to TIER_LIMITS). anonymous is never a key's tier: it is the tier of
-// callers without a key.
+// create prints one JSON object, {"id", "key", "tier", "name"[, "limit"]
+// [, "expiresAt"]}: the only time the plaintext key is shown; only its
+// SHA-256 is stored. A missing key file is created (mode 0600). Tiers are
+// authenticated and premium; --allow-custom-tier accepts any other name of
+// a-z, 0-9, _ and - (for tiers added to TIER_LIMITS). anonymous is never a
+// key's tier: it is the tier of callers without a key.
+//
+// LIMIT is RATE/PERIOD[:burst=N][:quota=N/QPERIOD], as in TIER_LIMITS
+// (PERIOD second, minute, hour or day; QPERIOD day, week or month): the
+// key's own token bucket and quota, replacing its tier's; the tier still
+// decides premium routes and route limits. It is stored in its canonical
+// form. --expires is an RFC 3339 time in the future (e.g.
+// 2026-01-31T00:00:00Z); from then on the key is refused like a revoked one.
+//
+// set-limit gives an existing key its own limit, or with --clear returns it
+// to its tier's, and prints {"id", "limit"} ("limit" null after --clear).
+// The authorizer caches a key's record, limit included, for up to 60 s per
+// container, so a change takes effect within a minute; revocation likewise.
+// Revoked keys cannot be given a limit.
 //
 // list prints one JSON object per key and line, oldest first:
-// {"id", "name", "tier", "createdAt", "revoked"[, "revokedAt"]}; neither keys
-// nor hashes. revoke takes a key's ID (as printed by create and list), not
-// the key. create-table creates a table with the schema the authorizer
-// expects, for local DynamoDB-compatible endpoints (template.yaml creates
-// the real one).
+// {"id", "name", "tier", "createdAt", "revoked"[, "revokedAt"][, "limit"]
+// [, "expiresAt"][, "expired"]}, where "expired" is true once expiresAt
+// has passed; neither keys nor hashes. revoke takes a key's ID (as printed
+// by create and list), not the key. create-table creates a table with the
+// schema the authorizer expects, for local DynamoDB-compatible endpoints
+// (template.yaml creates the real one).
 //
 // Flags come before positional arguments. --table uses the AWS SDK's default
 // configuration (AWS_REGION or --region, credentials, and
@@ -42,13 +58,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/bucketgate/bucketgate/internal/apikey"
+	"github.com/bucketgate/bucketgate/internal/limiter"
 )
 
 const usage = `usage:
-  apikeys create --tier TIER --name NAME (--file F | --table T) [--allow-custom-tier]
+  apikeys create --tier TIER --name NAME (--file F | --table T) [--allow-custom-tier] [--limit LIMIT] [--expires RFC3339]
+  apikeys set-limit (--file F | --table T) (--limit LIMIT | --clear) ID
   apikeys list (--file F | --table T)
   apikeys revoke (--file F | --table T) ID
   apikeys create-table --table T
+LIMIT is RATE/PERIOD[:burst=N][:quota=N/QPERIOD], e.g. 100/minute:burst=150:quota=100000/month.
 Common flags: --region R (with --table). Flags come before arguments.
 `
 
@@ -103,13 +122,18 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	file := fs.String("file", "", "JSON key file (created when missing)")
 	table := fs.String("table", "", "DynamoDB table")
 	region := fs.String("region", "", "AWS region for --table (default: from the AWS configuration)")
-	var tier, name *string
-	var customTier *bool
+	var tier, name, limitFlag, expires *string
+	var customTier, clearLimit *bool
 	switch cmd {
 	case "create":
 		tier = fs.String("tier", "", "the key's tier: "+strings.Join(standardTiers, " or "))
 		name = fs.String("name", "", "a name for humans (who or what holds the key)")
 		customTier = fs.Bool("allow-custom-tier", false, "accept a tier other than "+strings.Join(standardTiers, " and "))
+		limitFlag = fs.String("limit", "", "the key's own limit, RATE/PERIOD[:burst=N][:quota=N/QPERIOD] (default: its tier's)")
+		expires = fs.String("expires", "", "when the key stops working, RFC 3339 (default: never)")
+	case "set-limit":
+		limitFlag = fs.String("limit", "", "the key's own limit, RATE/PERIOD[:burst=N][:quota=N/QPERIOD]")
+		clearLimit = fs.Bool("clear", false, "remove the key's own limit: it returns to its tier's")
 	case "list", "revoke", "create-table":
 	case "help", "-h", "-help", "--help":
 		return flag.ErrHelp
@@ -128,6 +152,9 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return usagef("%s: flags come before arguments (found %s after one)", cmd, a)
 		}
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	now := time.Now()
 
 	if cmd == "create-table" {
 		if *file != "" || *table == "" {
@@ -152,6 +179,11 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *file != "" && *region != "" {
 		return usagef("--region goes with --table")
 	}
+	var (
+		limit     limiter.Policy
+		expiresAt time.Time
+		err       error
+	)
 	switch cmd {
 	case "create":
 		if len(rest) != 0 {
@@ -163,20 +195,35 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if strings.TrimSpace(*name) == "" {
 			return usagef("create needs --name")
 		}
+		if set["limit"] {
+			if limit, err = parseLimit(*limitFlag); err != nil {
+				return err
+			}
+		}
+		if set["expires"] {
+			if expiresAt, err = parseExpires(*expires, now); err != nil {
+				return err
+			}
+		}
+	case "set-limit":
+		if set["limit"] == *clearLimit {
+			return usagef("set-limit needs exactly one of --limit and --clear")
+		}
+		if !*clearLimit {
+			if limit, err = parseLimit(*limitFlag); err != nil {
+				return err
+			}
+		}
+		if err := checkIDArg(cmd, rest); err != nil {
+			return err
+		}
 	case "list":
 		if len(rest) != 0 {
 			return usagef("list takes no arguments")
 		}
 	case "revoke":
-		if len(rest) != 1 {
-			return usagef("revoke takes one key ID after the flags; got %d arguments", len(rest))
-		}
-		if apikey.ValidFormat(rest[0]) || strings.HasPrefix(rest[0], apikey.Prefix) {
-			// Never echo it: it is (or looks like) a secret.
-			return usagef("revoke takes a key's ID (%s...), not the key itself; `apikeys list` shows the IDs", apikey.IDPrefix)
-		}
-		if !apikey.ValidID(rest[0]) {
-			return usagef("revoke: %q is not a key ID (%s + 16 characters of a-z and 2-7); `apikeys list` shows the IDs", rest[0], apikey.IDPrefix)
+		if err := checkIDArg(cmd, rest); err != nil {
+			return err
 		}
 	}
 
@@ -186,9 +233,11 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	switch cmd {
 	case "create":
-		return create(ctx, store, *name, *tier, stdout)
+		return create(ctx, store, *name, *tier, limit, expiresAt, now, stdout)
+	case "set-limit":
+		return setLimit(ctx, store, rest[0], limit, stdout)
 	case "list":
-		return list(ctx, store, stdout)
+		return list(ctx, store, now, stdout)
 	default: // revoke
 		if err := store.Revoke(ctx, rest[0]); errors.Is(err, apikey.ErrNotFound) {
 			return fmt.Errorf("revoke: no key with ID %s", rest[0])
@@ -200,6 +249,59 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			Revoked bool   `json:"revoked"`
 		}{rest[0], true})
 	}
+}
+
+// checkIDArg checks that args is one key ID, never echoing a key given by
+// mistake.
+func checkIDArg(cmd string, args []string) error {
+	if len(args) != 1 {
+		return usagef("%s takes one key ID after the flags; got %d arguments", cmd, len(args))
+	}
+	if looksLikeKey(args[0]) {
+		// Never echo it: it is (or looks like) a secret.
+		return usagef("%s takes a key's ID (%s...), not the key itself; `apikeys list` shows the IDs", cmd, apikey.IDPrefix)
+	}
+	if !apikey.ValidID(args[0]) {
+		return usagef("%s: %q is not a key ID (%s + 16 characters of a-z and 2-7); `apikeys list` shows the IDs", cmd, args[0], apikey.IDPrefix)
+	}
+	return nil
+}
+
+// looksLikeKey reports whether s is, or may contain, an API key: such input
+// is never echoed.
+func looksLikeKey(s string) bool { return strings.Contains(s, apikey.Prefix) }
+
+// parseLimit reads --limit; the error names the flag and the bad part.
+func parseLimit(s string) (limiter.Policy, error) {
+	if looksLikeKey(s) {
+		return limiter.Policy{}, usagef("--limit: want RATE/PERIOD[:burst=N][:quota=N/QPERIOD], got something that looks like an API key (not shown)")
+	}
+	if strings.TrimSpace(s) == "" {
+		return limiter.Policy{}, usagef("--limit is empty: want RATE/PERIOD[:burst=N][:quota=N/QPERIOD] (or, with set-limit, --clear)")
+	}
+	p, err := limiter.ParsePolicy(s)
+	if err != nil {
+		return limiter.Policy{}, usagef("--limit: %v", err)
+	}
+	if err := apikey.ValidateLimit(p); err != nil { // cannot fail for a parsed policy; checked all the same
+		return limiter.Policy{}, usagef("--limit: %v", err)
+	}
+	return p, nil
+}
+
+// parseExpires reads --expires: an RFC 3339 time after now.
+func parseExpires(s string, now time.Time) (time.Time, error) {
+	if looksLikeKey(s) {
+		return time.Time{}, usagef("--expires: want an RFC 3339 time, got something that looks like an API key (not shown)")
+	}
+	t, err := time.Parse(time.RFC3339, strings.TrimSpace(s))
+	if err != nil {
+		return time.Time{}, usagef("--expires: %q is not an RFC 3339 time such as 2026-01-31T00:00:00Z (a date needs a time and a zone)", s)
+	}
+	if !t.After(now) {
+		return time.Time{}, usagef("--expires: %s is not in the future", t.Format(time.RFC3339))
+	}
+	return t.UTC(), nil
 }
 
 func checkTier(tier string, custom bool) error {
@@ -250,20 +352,44 @@ func dynamoClient(ctx context.Context, region string) (*dynamodb.Client, error) 
 	return dynamodb.NewFromConfig(cfg), nil
 }
 
-func create(ctx context.Context, store apikey.Admin, name, tier string, stdout io.Writer) error {
-	key, rec, err := apikey.New(name, tier, time.Now())
+func create(ctx context.Context, store apikey.Admin, name, tier string, limit limiter.Policy, expiresAt, now time.Time, stdout io.Writer) error {
+	key, rec, err := apikey.New(name, tier, now)
 	if err != nil {
 		return err
 	}
+	rec.Limit, rec.ExpiresAt = limit, expiresAt
 	if err := store.Create(ctx, rec); err != nil {
 		return err
 	}
 	return writeJSON(stdout, struct {
-		ID   string `json:"id"`
-		Key  string `json:"key"`
-		Tier string `json:"tier"`
-		Name string `json:"name"`
-	}{rec.ID, key, rec.Tier, rec.Name})
+		ID        string    `json:"id"`
+		Key       string    `json:"key"`
+		Tier      string    `json:"tier"`
+		Name      string    `json:"name"`
+		Limit     string    `json:"limit,omitempty"`
+		ExpiresAt time.Time `json:"expiresAt,omitzero"`
+	}{rec.ID, key, rec.Tier, rec.Name, rec.Limit.String(), rec.ExpiresAt})
+}
+
+func setLimit(ctx context.Context, store apikey.Admin, id string, limit limiter.Policy, stdout io.Writer) error {
+	err := store.SetLimit(ctx, id, limit)
+	switch {
+	case errors.Is(err, apikey.ErrNotFound):
+		return fmt.Errorf("set-limit: no key with ID %s", id)
+	case errors.Is(err, apikey.ErrRevoked):
+		return fmt.Errorf("set-limit: the key with ID %s is revoked", id)
+	case err != nil:
+		return err
+	}
+	var shown *string // null: the tier's limit
+	if !limit.IsZero() {
+		s := limit.String()
+		shown = &s
+	}
+	return writeJSON(stdout, struct {
+		ID    string  `json:"id"`
+		Limit *string `json:"limit"`
+	}{id, shown})
 }
 
 // listed is one line of `apikeys list`.
@@ -274,15 +400,22 @@ type listed struct {
 	CreatedAt time.Time `json:"createdAt"`
 	Revoked   bool      `json:"revoked"`
 	RevokedAt time.Time `json:"revokedAt,omitzero"`
+	Limit     string    `json:"limit,omitempty"`    // canonical form; absent: the tier's
+	ExpiresAt time.Time `json:"expiresAt,omitzero"` // absent: never
+	Expired   bool      `json:"expired,omitempty"`  // expiresAt has passed
 }
 
-func list(ctx context.Context, store apikey.Admin, stdout io.Writer) error {
+func list(ctx context.Context, store apikey.Admin, now time.Time, stdout io.Writer) error {
 	recs, err := store.List(ctx)
 	if err != nil {
 		return err
 	}
 	for _, r := range recs {
-		if err := writeJSON(stdout, listed{r.ID, r.Name, r.Tier, r.CreatedAt, r.Revoked, r.RevokedAt}); err != nil {
+		l := listed{
+			ID: r.ID, Name: r.Name, Tier: r.Tier, CreatedAt: r.CreatedAt, Revoked: r.Revoked, RevokedAt: r.RevokedAt,
+			Limit: r.Limit.String(), ExpiresAt: r.ExpiresAt, Expired: r.Expired(now),
+		}
+		if err := writeJSON(stdout, l); err != nil {
 			return err
 		}
 	}

@@ -23,17 +23,24 @@
 // authorizer's principalId and as a rate-limit bucket key; the admin CLI
 // revokes keys by ID.
 //
+// A record may carry the key's own limit ([Record.Limit], replacing its
+// tier's bucket and quota) and an expiry ([Record.ExpiresAt]) after which
+// the key is refused like a revoked one.
+//
 // # Stores
 //
 // [Store] is what the authorizer needs: Lookup by plaintext key. [Admin]
-// adds Create, List and Revoke for cmd/apikeys. [FileStore] keeps records in
-// a JSON file (API_KEYS_FILE, local use); [DynamoStore] in a DynamoDB table
-// (API_KEYS_TABLE); [Cache] wraps any Store with per-container hit and miss
-// TTLs and serves stale hits while the backend is down.
+// adds Create, List, Revoke and SetLimit for cmd/apikeys. [FileStore] keeps
+// records in a JSON file (API_KEYS_FILE, local use); [DynamoStore] in a
+// DynamoDB table (API_KEYS_TABLE); [Cache] wraps any Store with
+// per-container hit and miss TTLs and serves stale hits while the backend
+// is down. A record is cached whole, limit included, so a new limit reaches
+// a container within the hit TTL (60 s by default); expiry is checked on
+// every lookup, cached or not.
 //
 // Errors never contain a plaintext key. Lookup returns [ErrNotFound] for a
-// malformed, unknown or revoked key (the caller answers 401) and any other
-// error for a backend failure (the caller must not answer 401).
+// malformed, unknown, revoked or expired key (the caller answers 401) and
+// any other error for a backend failure (the caller must not answer 401).
 package apikey
 
 import (
@@ -52,6 +59,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/bucketgate/bucketgate/internal/limiter"
 )
 
 // Key format constants.
@@ -83,9 +92,11 @@ var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadd
 
 // Sentinel errors. Callers branch on them with errors.Is.
 var (
-	// ErrNotFound: the key is malformed, unknown or revoked (Lookup), or no
-	// key has the given ID (Revoke).
+	// ErrNotFound: the key is malformed, unknown, revoked or expired
+	// (Lookup), or no key has the given ID (Revoke, SetLimit).
 	ErrNotFound = errors.New("apikey: not found")
+	// ErrRevoked: SetLimit was given the ID of a revoked key.
+	ErrRevoked = errors.New("apikey: revoked")
 	// ErrExists: Create found a record with the same hash or ID.
 	ErrExists = errors.New("apikey: already exists")
 	// ErrInvalidRecord: Create was given a record with a missing or
@@ -102,21 +113,38 @@ type Record struct {
 	CreatedAt time.Time // when the key was issued
 	Revoked   bool      // a revoked key is never returned by Lookup
 	RevokedAt time.Time // when it was revoked; zero unless Revoked
+
+	// Limit is the key's own token bucket and quota, replacing its tier's
+	// (the tier still decides premium routes and route limits). The zero
+	// Policy means the tier's. When set it is one that limiter.ParsePolicy
+	// reads back from its String form, which is how stores keep it.
+	Limit limiter.Policy
+	// ExpiresAt is the instant from which the key is refused like a revoked
+	// one (Lookup answers ErrNotFound at and after it). Zero: never. When
+	// set it is after CreatedAt.
+	ExpiresAt time.Time
+}
+
+// Expired reports whether the key has expired at now: ExpiresAt is set and
+// not after now.
+func (r Record) Expired(now time.Time) bool {
+	return !r.ExpiresAt.IsZero() && !now.Before(r.ExpiresAt)
 }
 
 // Store finds the record of a plaintext key. Implementations are safe for
 // concurrent use.
 type Store interface {
 	// Lookup returns the record of key. It returns ErrNotFound (wrapped or
-	// not) when the key is malformed, unknown or revoked, without a backend
-	// call for a malformed key; any other error is a backend failure. A
-	// record returned has at least ID, Tier and Hash set; stores may leave
-	// the other fields zero (DynamoStore reads only what the authorizer
-	// needs).
+	// not) when the key is malformed, unknown, revoked or expired, without a
+	// backend call for a malformed key; any other error is a backend
+	// failure. A record returned has at least ID, Tier, Hash, Limit and
+	// ExpiresAt set; stores may leave the other fields zero (DynamoStore
+	// reads only what the authorizer needs).
 	Lookup(ctx context.Context, key string) (Record, error)
 }
 
-// Admin is a Store that can also issue, list and revoke keys (cmd/apikeys).
+// Admin is a Store that can also issue, list and revoke keys and set their
+// limits (cmd/apikeys).
 type Admin interface {
 	Store
 	// Create stores rec. It never overwrites: a record with the same Hash
@@ -131,6 +159,12 @@ type Admin interface {
 	// their hit TTL). Revoking a revoked key succeeds and keeps the first
 	// RevokedAt. An unknown ID gives ErrNotFound.
 	Revoke(ctx context.Context, id string) error
+	// SetLimit gives the key with the given ID its own limit p, replacing
+	// any it had; the zero Policy clears it (the key returns to its tier's
+	// limit). Caches in front of the store serve the old limit for up to
+	// their hit TTL. An unknown ID gives ErrNotFound, a revoked key
+	// ErrRevoked, a Policy that stores cannot keep ErrInvalidRecord.
+	SetLimit(ctx context.Context, id string, p limiter.Policy) error
 }
 
 // Hash returns the lowercase hex SHA-256 of key: the only form in which keys
@@ -248,8 +282,35 @@ func ValidateRecord(rec Record) error {
 		return fmt.Errorf("%w: revoked without revoked-at", ErrInvalidRecord)
 	case !rec.Revoked && !rec.RevokedAt.IsZero():
 		return fmt.Errorf("%w: revoked-at set on a key that is not revoked", ErrInvalidRecord)
+	case !rec.ExpiresAt.IsZero() && !rec.ExpiresAt.After(rec.CreatedAt):
+		return fmt.Errorf("%w: expires-at is not after created-at", ErrInvalidRecord)
+	}
+	return ValidateLimit(rec.Limit)
+}
+
+// ValidateLimit reports whether stores can keep p: the zero Policy, or one
+// that limiter.ParsePolicy reads back unchanged from p.String(). Otherwise
+// the error wraps ErrInvalidRecord and says what is wrong.
+func ValidateLimit(p limiter.Policy) error {
+	if p.IsZero() {
+		return nil
+	}
+	back, err := limiter.ParsePolicy(p.String())
+	if err != nil {
+		return fmt.Errorf("%w: limit %q: %w", ErrInvalidRecord, p.String(), err)
+	}
+	if back != p {
+		return fmt.Errorf("%w: limit %q does not read back as the same policy", ErrInvalidRecord, p.String())
 	}
 	return nil
+}
+
+// parseStoredLimit reads a limit kept by a store: "" is none.
+func parseStoredLimit(s string) (limiter.Policy, error) {
+	if s == "" {
+		return limiter.Policy{}, errors.New("empty (a key without its own limit has no limit attribute)")
+	}
+	return limiter.ParsePolicy(s)
 }
 
 // quoteID quotes id for an error message, or says it is malformed: input
@@ -276,9 +337,9 @@ func validHash(h string) bool {
 
 // lookup is the shared Lookup algorithm: validate the format (no backend
 // call for garbage), hash, find by hash, then confirm the stored hash in
-// constant time and refuse revoked records. find returns ErrNotFound when
-// nothing is stored under the hash.
-func lookup(ctx context.Context, key string, find func(ctx context.Context, hash string) (Record, error)) (Record, error) {
+// constant time and refuse revoked records and records expired at now().
+// find returns ErrNotFound when nothing is stored under the hash.
+func lookup(ctx context.Context, key string, now func() time.Time, find func(ctx context.Context, hash string) (Record, error)) (Record, error) {
 	if !ValidFormat(key) {
 		return Record{}, ErrNotFound
 	}
@@ -287,7 +348,7 @@ func lookup(ctx context.Context, key string, find func(ctx context.Context, hash
 	if err != nil {
 		return Record{}, err
 	}
-	if subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(want)) != 1 || rec.Revoked {
+	if subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(want)) != 1 || rec.Revoked || rec.Expired(now()) {
 		return Record{}, ErrNotFound
 	}
 	return rec, nil

@@ -241,7 +241,7 @@ func TestLookupComparesStoredHash(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			calls := 0
 			var gotHash string
-			got, err := lookup(context.Background(), tt.key, func(_ context.Context, h string) (Record, error) {
+			got, err := lookup(context.Background(), tt.key, time.Now, func(_ context.Context, h string) (Record, error) {
 				calls++
 				gotHash = h
 				return tt.found, tt.findErr

@@ -22,9 +22,12 @@ type CacheConfig struct {
 	// HitTTL is how long a found record is served without asking the
 	// backend. It is the revocation delay: a key revoked in the backend
 	// keeps working in a container for up to HitTTL (longer while the
-	// backend is down; see MaxStale). 0: DefaultHitTTL (60 s).
+	// backend is down; see MaxStale). It is also the delay of a limit
+	// change: the record is cached whole, its Limit included, so a new
+	// limit (apikeys set-limit) applies within HitTTL. Expiry has no such
+	// delay (see Cache). 0: DefaultHitTTL (60 s).
 	HitTTL time.Duration
-	// MissTTL is how long an unknown or revoked key is answered
+	// MissTTL is how long an unknown, revoked or expired key is answered
 	// ErrNotFound without asking the backend; a key created meanwhile
 	// starts working after it. 0: DefaultMissTTL (10 s); negative: misses
 	// are not cached.
@@ -57,6 +60,7 @@ type CacheStats struct {
 	BackendCalls  uint64 // lookups passed to the backend store
 	BackendErrors uint64 // backend calls that failed (neither a record nor ErrNotFound)
 	Stale         uint64 // lookups answered with a stale record because the backend failed or was backing off
+	Expired       uint64 // lookups answered ErrNotFound because the record, cached or just fetched, had expired
 	HitEntries    int    // records cached now
 	MissEntries   int    // misses cached now
 }
@@ -66,8 +70,12 @@ type CacheStats struct {
 //
 // Policy:
 //   - a malformed key is ErrNotFound without a backend call;
-//   - a record is served for HitTTL, a miss (unknown or revoked key) for
-//     MissTTL;
+//   - a record is served for HitTTL, a miss (unknown, revoked or expired
+//     key) for MissTTL;
+//   - a record past its ExpiresAt by the cache's clock is never served,
+//     fresh or stale, whatever the TTLs: expiry is checked on every
+//     Lookup, and the key is then answered ErrNotFound and cached as a
+//     miss;
 //   - when the backend fails, a record fetched within HitTTL+MaxStale is
 //     served (stale) and the backend is left alone for ErrorBackoff; an
 //     unknown key, or one whose record is older than that, gets the backend
@@ -141,6 +149,12 @@ func (c *Cache) Lookup(ctx context.Context, key string) (Record, error) {
 	c.mu.Lock()
 	now := c.cfg.Now()
 	if e, ok := c.hits[hash]; ok {
+		if e.rec.Expired(now) {
+			c.stats.Expired++
+			c.missLocked(hash, now)
+			c.mu.Unlock()
+			return Record{}, ErrNotFound
+		}
 		if now.Before(e.fetchedAt.Add(c.cfg.HitTTL)) {
 			c.stats.Hits++
 			c.mu.Unlock()
@@ -165,6 +179,10 @@ func (c *Cache) Lookup(ctx context.Context, key string) (Record, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now = c.cfg.Now()
+	if err == nil && rec.Expired(now) { // the backend's clock may lag the cache's
+		c.stats.Expired++
+		rec, err = Record{}, ErrNotFound
+	}
 	switch {
 	case err == nil:
 		delete(c.misses, hash)
@@ -174,17 +192,11 @@ func (c *Cache) Lookup(ctx context.Context, key string) (Record, error) {
 		c.hits[hash] = &hitEntry{rec: rec, fetchedAt: now}
 		return rec, nil
 	case errors.Is(err, ErrNotFound):
-		delete(c.hits, hash) // revoked: stop serving it, even stale
-		if c.cfg.MissTTL > 0 {
-			if _, ok := c.misses[hash]; !ok && len(c.misses) >= c.cfg.MaxMisses {
-				c.evictMisses(now)
-			}
-			c.misses[hash] = now.Add(c.cfg.MissTTL)
-		}
+		c.missLocked(hash, now)
 		return Record{}, ErrNotFound
 	default:
 		c.stats.BackendErrors++
-		if e, ok := c.hits[hash]; ok && c.staleOK(e, now) {
+		if e, ok := c.hits[hash]; ok && c.staleOK(e, now) && !e.rec.Expired(now) {
 			e.retryAt = now.Add(c.cfg.ErrorBackoff)
 			c.stats.Stale++
 			return e.rec, nil
@@ -200,6 +212,19 @@ func (c *Cache) Stats() CacheStats {
 	s := c.stats
 	s.HitEntries, s.MissEntries = len(c.hits), len(c.misses)
 	return s
+}
+
+// missLocked forgets any record of hash (revoked or expired: stop serving
+// it, even stale) and caches a miss for MissTTL.
+func (c *Cache) missLocked(hash string, now time.Time) {
+	delete(c.hits, hash)
+	if c.cfg.MissTTL <= 0 {
+		return
+	}
+	if _, ok := c.misses[hash]; !ok && len(c.misses) >= c.cfg.MaxMisses {
+		c.evictMisses(now)
+	}
+	c.misses[hash] = now.Add(c.cfg.MissTTL)
 }
 
 func (c *Cache) staleOK(e *hitEntry, now time.Time) bool {

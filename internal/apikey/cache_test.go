@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/bucketgate/bucketgate/internal/apikey"
+	"github.com/bucketgate/bucketgate/internal/limiter"
 )
 
 var errDown = errors.New("fake backend: down")
@@ -65,6 +66,7 @@ type cacheStep struct {
 	backend   func(f *fakeStore, k keys) // change the backend before the lookup
 	key       string                     // "alice", "bob", "unknown" or "malformed"
 	wantID    string                     // record expected ("" when an error is)
+	wantLimit string                     // its Limit's String form ("" for none)
 	wantErr   error                      // ErrNotFound or errDown
 	wantCalls int                        // backend calls this step makes
 }
@@ -80,6 +82,26 @@ func revokeAlice(f *fakeStore, k keys) {
 }
 func addUnknown(f *fakeStore, k keys) { f.recs[k["unknown"].rec.Hash] = k["unknown"].rec }
 
+// aliceLimit is the limit setAliceLimit gives alice in the backend.
+var aliceLimit = limiter.Policy{Limit: limiter.PerSecond(7)}
+
+func setAliceLimit(f *fakeStore, k keys) {
+	r := k["alice"].rec
+	r.Limit = aliceLimit
+	f.recs[r.Hash] = r
+}
+
+// aliceExpiresIn returns a setup that makes alice's key expire d after the
+// test clock's start. The fake backend does not check expiry: it stands for
+// a store whose clock lags the cache's, so every refusal is the cache's.
+func aliceExpiresIn(d time.Duration) func(keys) {
+	return func(k keys) {
+		is := k["alice"]
+		is.rec.ExpiresAt = is.rec.CreatedAt.Add(d)
+		k["alice"] = is
+	}
+}
+
 func TestCache(t *testing.T) {
 	const (
 		hit   = apikey.DefaultHitTTL   // 60 s
@@ -90,6 +112,7 @@ func TestCache(t *testing.T) {
 	tests := []struct {
 		name  string
 		cfg   apikey.CacheConfig // Now is set by the test
+		setup func(keys)         // changes records before the backend holds them
 		steps []cacheStep
 	}{
 		{
@@ -179,6 +202,53 @@ func TestCache(t *testing.T) {
 			},
 		},
 		{
+			name:  "expiry crossed while cached: refused at once, then cached as a miss",
+			setup: aliceExpiresIn(30 * time.Second),
+			steps: []cacheStep{
+				{key: "alice", wantID: "alice", wantCalls: 1},
+				{advance: 30*time.Second - time.Nanosecond, key: "alice", wantID: "alice"},
+				{advance: time.Nanosecond, key: "alice", wantErr: apikey.ErrNotFound},
+				{advance: miss - time.Nanosecond, key: "alice", wantErr: apikey.ErrNotFound},
+				{advance: time.Nanosecond, key: "alice", wantErr: apikey.ErrNotFound, wantCalls: 1},
+				{key: "bob", wantID: "bob", wantCalls: 1},
+			},
+		},
+		{
+			name:  "expiry ignores a long hit TTL",
+			cfg:   apikey.CacheConfig{HitTTL: 24 * time.Hour},
+			setup: aliceExpiresIn(time.Minute),
+			steps: []cacheStep{
+				{key: "alice", wantID: "alice", wantCalls: 1},
+				{advance: time.Minute, key: "alice", wantErr: apikey.ErrNotFound},
+			},
+		},
+		{
+			name:  "an expired record is not served stale while the backend is down",
+			setup: aliceExpiresIn(hit + 10*time.Second),
+			steps: []cacheStep{
+				{key: "alice", wantID: "alice", wantCalls: 1},
+				{advance: hit, backend: down, key: "alice", wantID: "alice", wantCalls: 1},
+				{advance: 10 * time.Second, key: "alice", wantErr: apikey.ErrNotFound},
+			},
+		},
+		{
+			name:  "an expired record from the backend is refused",
+			setup: aliceExpiresIn(time.Second),
+			steps: []cacheStep{
+				{advance: time.Second, key: "alice", wantErr: apikey.ErrNotFound, wantCalls: 1},
+				{key: "alice", wantErr: apikey.ErrNotFound},
+			},
+		},
+		{
+			name: "a new limit is served after the hit TTL",
+			steps: []cacheStep{
+				{key: "alice", wantID: "alice", wantCalls: 1},
+				{advance: hit / 2, backend: setAliceLimit, key: "alice", wantID: "alice"},
+				{advance: hit/2 - time.Nanosecond, key: "alice", wantID: "alice"},
+				{advance: time.Nanosecond, key: "alice", wantID: "alice", wantLimit: aliceLimit.String(), wantCalls: 1},
+			},
+		},
+		{
 			name: "custom TTLs",
 			cfg:  apikey.CacheConfig{HitTTL: time.Second, MissTTL: time.Millisecond},
 			steps: []cacheStep{
@@ -196,6 +266,9 @@ func TestCache(t *testing.T) {
 				"alice":   issue(t, "alice", "premium", clk.Now()),
 				"bob":     issue(t, "bob", "authenticated", clk.Now()),
 				"unknown": issue(t, "later", "authenticated", clk.Now()),
+			}
+			if tt.setup != nil {
+				tt.setup(k)
 			}
 			k["malformed"] = issued{key: k["alice"].key[:20]}
 			names := map[string]string{}
@@ -227,8 +300,15 @@ func TestCache(t *testing.T) {
 				} else if err != nil || names[got.ID] != st.wantID {
 					t.Fatalf("step %d (%s): got %q, %v; want %q", i, st.key, names[got.ID], err, st.wantID)
 				}
-				if st.wantErr == nil && got != k[st.wantID].rec {
-					t.Errorf("step %d: record differs from the stored one:\n%s", i, cmp.Diff(k[st.wantID].rec, got))
+				if st.wantErr == nil {
+					if got.Limit.String() != st.wantLimit {
+						t.Errorf("step %d: limit %q, want %q", i, got.Limit.String(), st.wantLimit)
+					}
+					want := k[st.wantID].rec
+					want.Limit = got.Limit
+					if got != want {
+						t.Errorf("step %d: record differs from the stored one:\n%s", i, cmp.Diff(want, got))
+					}
 				}
 				if calls != st.wantCalls {
 					t.Errorf("step %d (%s): backend calls = %d, want %d", i, st.key, calls, st.wantCalls)
@@ -256,9 +336,16 @@ func TestCacheStats(t *testing.T) {
 	_, _ = c.Lookup(ctx, alice.key) // stale after a failed refresh
 	_, _ = c.Lookup(ctx, alice.key) // stale while backing off
 	_, _ = c.Lookup(ctx, unknown)   // backend error
+	backend.set(func(f *fakeStore) { f.err = nil })
+	expiring := issue(t, "expiring", "premium", clk.Now())
+	expiring.rec.ExpiresAt = clk.Now().Add(time.Second)
+	backend.set(func(f *fakeStore) { f.recs[expiring.rec.Hash] = expiring.rec })
+	_, _ = c.Lookup(ctx, expiring.key) // a backend call, then cached
+	clk.Advance(time.Second)
+	_, _ = c.Lookup(ctx, expiring.key) // expired while cached
 	want := apikey.CacheStats{
-		Hits: 1, Misses: 1, Malformed: 1, BackendCalls: 4, BackendErrors: 2, Stale: 2,
-		HitEntries: 1, MissEntries: 1,
+		Hits: 1, Misses: 1, Malformed: 1, BackendCalls: 5, BackendErrors: 2, Stale: 2, Expired: 1,
+		HitEntries: 1, MissEntries: 2,
 	}
 	if diff := cmp.Diff(want, c.Stats()); diff != "" {
 		t.Errorf("Stats (-want +got):\n%s", diff)

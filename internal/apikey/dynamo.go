@@ -9,6 +9,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/bucketgate/bucketgate/internal/limiter"
 )
 
 // DynamoDB item attribute names. The table's partition key is AttrKeyHash
@@ -21,6 +23,8 @@ const (
 	AttrCreatedAt = "createdAt" // S: Record.CreatedAt, RFC 3339 in UTC with up to nanoseconds
 	AttrRevoked   = "revoked"   // BOOL: Record.Revoked
 	AttrRevokedAt = "revokedAt" // S: Record.RevokedAt, RFC 3339; present only when revoked
+	AttrLimit     = "limit"     // S: Record.Limit in limiter.Policy's String form; present only when set
+	AttrExpiresAt = "expiresAt" // S: Record.ExpiresAt, RFC 3339 in UTC; present only when set
 )
 
 // DynamoAPI is the part of *dynamodb.Client a DynamoStore uses.
@@ -43,7 +47,7 @@ type DynamoConfig struct {
 	Client DynamoAPI
 	// Table is the table name (API_KEYS_TABLE). Required.
 	Table string
-	// Now is the clock for RevokedAt. Nil: time.Now.
+	// Now is the clock for RevokedAt and for expiry. Nil: time.Now.
 	Now func() time.Time
 }
 
@@ -52,15 +56,21 @@ type DynamoConfig struct {
 //
 //	partition key  keyHash (S)   no sort key, no secondary index
 //	attributes     id (S), name (S), tier (S), createdAt (S, RFC 3339),
-//	               revoked (BOOL), revokedAt (S, only when revoked)
+//	               revoked (BOOL), revokedAt (S, only when revoked),
+//	               limit (S, e.g. "30/minute:burst=50", only when set),
+//	               expiresAt (S, RFC 3339, only when set)
 //
 // Lookup is one eventually consistent GetItem (0.5 read capacity units)
-// projecting keyHash, id, tier and revoked; the Record it returns has only
-// ID, Tier and Hash set. Create is a conditional PutItem (never overwrites a
-// hash). List and Revoke (admin paths, rare) Scan the table with strongly
-// consistent reads: revoking by ID costs a read of the whole table, which
-// saves a secondary index and its write cost on every Create. Key IDs are
-// 80 random bits; their uniqueness is not checked by Create.
+// projecting keyHash, id, tier, revoked, limit and expiresAt; the Record it
+// returns has only ID, Tier, Hash, Limit and ExpiresAt set. A limit or
+// expiresAt that does not parse is an error naming the key's ID and the
+// attribute, never a silent fallback to the tier's limit. Create is a
+// conditional PutItem (never overwrites a hash). List, Revoke and SetLimit
+// (admin paths, rare) Scan the table with strongly consistent reads:
+// finding a key by ID costs a read of the whole table, which saves a
+// secondary index and its write cost on every Create; Revoke and SetLimit
+// then write with a conditional UpdateItem. Key IDs are 80 random bits;
+// their uniqueness is not checked by Create.
 //
 // A DynamoStore holds no state of its own and is safe for concurrent use.
 type DynamoStore struct {
@@ -92,7 +102,7 @@ func (s *DynamoStore) Table() string { return s.table }
 
 // Lookup implements Store.
 func (s *DynamoStore) Lookup(ctx context.Context, key string) (Record, error) {
-	return lookup(ctx, key, s.find)
+	return lookup(ctx, key, s.now, s.find)
 }
 
 func (s *DynamoStore) find(ctx context.Context, hash string) (Record, error) {
@@ -100,9 +110,10 @@ func (s *DynamoStore) find(ctx context.Context, hash string) (Record, error) {
 		TableName:            aws.String(s.table),
 		Key:                  map[string]types.AttributeValue{AttrKeyHash: str(hash)},
 		ConsistentRead:       aws.Bool(false),
-		ProjectionExpression: aws.String("#h, #i, #t, #r"),
+		ProjectionExpression: aws.String("#h, #i, #t, #r, #l, #e"),
 		ExpressionAttributeNames: map[string]string{
 			"#h": AttrKeyHash, "#i": AttrID, "#t": AttrTier, "#r": AttrRevoked,
+			"#l": AttrLimit, "#e": AttrExpiresAt,
 		},
 	})
 	if err != nil {
@@ -117,6 +128,8 @@ func (s *DynamoStore) find(ctx context.Context, hash string) (Record, error) {
 	rec.ID = getS(out.Item, AttrID, &derr)
 	rec.Tier = getS(out.Item, AttrTier, &derr)
 	rec.Revoked = getBool(out.Item, AttrRevoked, &derr)
+	rec.Limit = getLimit(out.Item, &derr)
+	rec.ExpiresAt = getOptionalTime(out.Item, AttrExpiresAt, &derr)
 	if derr != nil {
 		return Record{}, fmt.Errorf("apikey: dynamodb item with id %s: %w", quoteID(rec.ID), derr)
 	}
@@ -162,11 +175,11 @@ func (s *DynamoStore) List(ctx context.Context) ([]Record, error) {
 	return out, nil
 }
 
-// Revoke implements Admin. Every item with the ID is revoked (there should
-// be one).
-func (s *DynamoStore) Revoke(ctx context.Context, id string) error {
+// findByID scans for the items with the given ID (there should be one).
+// None gives ErrNotFound.
+func (s *DynamoStore) findByID(ctx context.Context, id string) ([]Record, error) {
 	if !ValidID(id) {
-		return fmt.Errorf("%w: no key with id %s", ErrNotFound, quoteID(id))
+		return nil, fmt.Errorf("%w: no key with id %s", ErrNotFound, quoteID(id))
 	}
 	var found []Record
 	err := s.scan(ctx, &dynamodb.ScanInput{
@@ -182,10 +195,20 @@ func (s *DynamoStore) Revoke(ctx context.Context, id string) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(found) == 0 {
-		return fmt.Errorf("%w: no key with id %s", ErrNotFound, quoteID(id))
+		return nil, fmt.Errorf("%w: no key with id %s", ErrNotFound, quoteID(id))
+	}
+	return found, nil
+}
+
+// Revoke implements Admin. Every item with the ID is revoked (there should
+// be one).
+func (s *DynamoStore) Revoke(ctx context.Context, id string) error {
+	found, err := s.findByID(ctx, id)
+	if err != nil {
+		return err
 	}
 	at := s.now().UTC().Truncate(time.Microsecond)
 	for _, rec := range found {
@@ -210,6 +233,52 @@ func (s *DynamoStore) Revoke(ctx context.Context, id string) error {
 		case errors.As(err, &ccf):
 			// Revoked (or deleted) by someone else since the scan: either
 			// way the key no longer works, which is what was asked.
+		case err != nil:
+			return fmt.Errorf("apikey: dynamodb update item (id %s): %w", id, err)
+		}
+	}
+	return nil
+}
+
+// SetLimit implements Admin: it finds the key by ID as Revoke does, then
+// sets (or, for the zero Policy, removes) its limit attribute with an
+// UpdateItem on the condition that the item still has the ID and is not
+// revoked.
+func (s *DynamoStore) SetLimit(ctx context.Context, id string, p limiter.Policy) error {
+	if err := ValidateLimit(p); err != nil {
+		return err
+	}
+	found, err := s.findByID(ctx, id)
+	if err != nil {
+		return err
+	}
+	for _, rec := range found {
+		if rec.Revoked {
+			return fmt.Errorf("%w: key with id %s is revoked", ErrRevoked, quoteID(id))
+		}
+	}
+	for _, rec := range found {
+		in := &dynamodb.UpdateItemInput{
+			TableName:           aws.String(s.table),
+			Key:                 map[string]types.AttributeValue{AttrKeyHash: str(rec.Hash)},
+			UpdateExpression:    aws.String("REMOVE #l"),
+			ConditionExpression: aws.String("#i = :id AND (attribute_not_exists(#r) OR #r = :f)"),
+			ExpressionAttributeNames: map[string]string{
+				"#l": AttrLimit, "#r": AttrRevoked, "#i": AttrID,
+			},
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":f": &types.AttributeValueMemberBOOL{Value: false}, ":id": str(id),
+			},
+		}
+		if !p.IsZero() {
+			in.UpdateExpression = aws.String("SET #l = :l")
+			in.ExpressionAttributeValues[":l"] = str(p.String())
+		}
+		_, err := s.api.UpdateItem(ctx, in)
+		var ccf *types.ConditionalCheckFailedException
+		switch {
+		case errors.As(err, &ccf):
+			return fmt.Errorf("%w: key with id %s was revoked or removed meanwhile", ErrRevoked, quoteID(id))
 		case err != nil:
 			return fmt.Errorf("apikey: dynamodb update item (id %s): %w", id, err)
 		}
@@ -294,6 +363,12 @@ func toItem(rec Record) map[string]types.AttributeValue {
 	if rec.Revoked {
 		item[AttrRevokedAt] = str(rec.RevokedAt.UTC().Format(time.RFC3339Nano))
 	}
+	if !rec.Limit.IsZero() {
+		item[AttrLimit] = str(rec.Limit.String())
+	}
+	if !rec.ExpiresAt.IsZero() {
+		item[AttrExpiresAt] = str(rec.ExpiresAt.UTC().Format(time.RFC3339Nano))
+	}
 	return item
 }
 
@@ -315,6 +390,8 @@ func fromItem(item map[string]types.AttributeValue) (Record, error) {
 	if rec.Revoked {
 		rec.RevokedAt = getTime(item, AttrRevokedAt, &err)
 	}
+	rec.Limit = getLimit(item, &err)
+	rec.ExpiresAt = getOptionalTime(item, AttrExpiresAt, &err)
 	if err != nil {
 		return Record{}, fmt.Errorf("apikey: dynamodb item with id %s: %w", quoteID(rec.ID), err)
 	}
@@ -370,4 +447,39 @@ func getTime(item map[string]types.AttributeValue, name string, err *error) time
 		return time.Time{}
 	}
 	return t.UTC()
+}
+
+// getOptionalTime returns a time attribute, or the zero time when absent.
+func getOptionalTime(item map[string]types.AttributeValue, name string, err *error) time.Time {
+	if _, ok := item[name]; !ok {
+		return time.Time{}
+	}
+	t := getTime(item, name, err)
+	if t.IsZero() && *err == nil {
+		*err = fmt.Errorf("attribute %s is not an RFC 3339 time", name)
+	}
+	return t
+}
+
+// getLimit returns the limit attribute, or the zero Policy when absent.
+func getLimit(item map[string]types.AttributeValue, err *error) limiter.Policy {
+	if _, ok := item[AttrLimit]; !ok {
+		return limiter.Policy{}
+	}
+	var serr error
+	s := getS(item, AttrLimit, &serr)
+	if serr != nil {
+		if *err == nil {
+			*err = serr
+		}
+		return limiter.Policy{}
+	}
+	p, perr := parseStoredLimit(s)
+	if perr != nil {
+		if *err == nil {
+			*err = fmt.Errorf("attribute %s: %w", AttrLimit, perr)
+		}
+		return limiter.Policy{}
+	}
+	return p
 }

@@ -89,30 +89,57 @@ func newDynamoStore(t *testing.T, client apikey.DynamoAPI, table string, clk *cl
 	return s
 }
 
-func TestDynamoStoreAdmin(t *testing.T) {
-	env := startDynamo(t)
-	testAdmin(t, storeHarness{
+// dynamoHarness runs the shared store tests on a new table per store.
+func dynamoHarness(env dynamoEnv) storeHarness {
+	return storeHarness{
 		open: func(t *testing.T, clk *clock) apikey.Admin {
 			return newDynamoStore(t, env.client, dynamotest.KeysTable(t, env.client), clk)
 		},
 		calls: env.rec.calls,
-	})
+		corrupt: func(t *testing.T, s apikey.Admin, hash, attr, value string) {
+			t.Helper()
+			_, err := env.client.UpdateItem(context.Background(), &dynamodb.UpdateItemInput{
+				TableName:                 aws.String(s.(*apikey.DynamoStore).Table()),
+				Key:                       map[string]types.AttributeValue{apikey.AttrKeyHash: &types.AttributeValueMemberS{Value: hash}},
+				UpdateExpression:          aws.String("SET #a = :v"),
+				ExpressionAttributeNames:  map[string]string{"#a": attr},
+				ExpressionAttributeValues: map[string]types.AttributeValue{":v": &types.AttributeValueMemberS{Value: value}},
+			})
+			if err != nil {
+				t.Fatalf("corrupt %s: %v", attr, err)
+			}
+		},
+	}
+}
+
+func TestDynamoStoreAdmin(t *testing.T) {
+	testAdmin(t, dynamoHarness(startDynamo(t)))
+}
+
+func TestDynamoStoreLimitsAndExpiry(t *testing.T) {
+	testLimitsAndExpiry(t, dynamoHarness(startDynamo(t)))
 }
 
 // TestDynamoStoreRequests checks what goes over the wire: one
-// eventually consistent GetItem per lookup, with a projection, and never
-// the plaintext key.
+// eventually consistent GetItem per lookup, with a projection that
+// includes the limit and the expiry, a Scan and an UpdateItem for SetLimit
+// and Revoke, and never the plaintext key.
 func TestDynamoStoreRequests(t *testing.T) {
 	ctx := context.Background()
 	env := startDynamo(t)
 	table := dynamotest.KeysTable(t, env.client)
 	s := newDynamoStore(t, env.client, table, nil)
 	k := issue(t, "n", "premium", time.Now())
+	k.rec.Limit = mustPolicy(t, "10/second")
+	k.rec.ExpiresAt = k.rec.CreatedAt.Add(time.Hour)
 	if err := s.Create(ctx, k.rec); err != nil {
 		t.Fatal(err)
 	}
 	before := env.rec.calls()
 	if _, err := s.Lookup(ctx, k.key); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetLimit(ctx, k.rec.ID, mustPolicy(t, "20/second")); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Revoke(ctx, k.rec.ID); err != nil {
@@ -122,11 +149,11 @@ func TestDynamoStoreRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	ops, bodies := env.rec.sent()
-	if diff := cmp.Diff([]string{"GetItem", "Scan", "UpdateItem", "Scan"}, ops[before:]); diff != "" {
+	if diff := cmp.Diff([]string{"GetItem", "Scan", "UpdateItem", "Scan", "UpdateItem", "Scan"}, ops[before:]); diff != "" {
 		t.Errorf("operations (-want +got):\n%s", diff)
 	}
 	get := bodies[before]
-	for _, want := range []string{`"ConsistentRead":false`, `"ProjectionExpression"`, k.rec.Hash} {
+	for _, want := range []string{`"ConsistentRead":false`, `"ProjectionExpression"`, `"limit"`, `"expiresAt"`, k.rec.Hash} {
 		if !strings.Contains(get, want) {
 			t.Errorf("GetItem body %s lacks %s", get, want)
 		}
@@ -173,6 +200,15 @@ func TestDynamoStoreBadItems(t *testing.T) {
 				"createdAt": &types.AttributeValueMemberS{Value: "2025-01-01T00:00:00Z"},
 			},
 			wantMsg: "revoked is not a boolean",
+		},
+		{
+			name: "limit is a number",
+			item: map[string]types.AttributeValue{
+				"keyHash": &types.AttributeValueMemberS{Value: k.rec.Hash}, "id": &types.AttributeValueMemberS{Value: k.rec.ID},
+				"tier": &types.AttributeValueMemberS{Value: "premium"}, "limit": &types.AttributeValueMemberN{Value: "6"},
+				"createdAt": &types.AttributeValueMemberS{Value: "2025-01-01T00:00:00Z"},
+			},
+			wantMsg: "limit is not a string",
 		},
 	}
 	for _, tt := range tests {

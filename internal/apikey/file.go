@@ -12,6 +12,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/bucketgate/bucketgate/internal/limiter"
 )
 
 // FileVersion is the value of "version" in the key files this package
@@ -23,13 +25,14 @@ type FileConfig struct {
 	// Path of the JSON key file (API_KEYS_FILE). Required. The file need
 	// not exist: a missing file is an empty store, and Create writes it.
 	Path string
-	// Now is the clock for RevokedAt. Nil: time.Now.
+	// Now is the clock for RevokedAt and for expiry. Nil: time.Now.
 	Now func() time.Time
 }
 
 // FileStore keeps records in a JSON file, for local use (cmd/local,
 // cmd/apikeys --file). The file looks like this (keys of "keys" are the
-// records' hashes; revokedAt only appears on revoked records):
+// records' hashes; revokedAt only appears on revoked records, limit and
+// expiresAt only when set):
 //
 //	{
 //	  "version": 1,
@@ -40,25 +43,29 @@ type FileConfig struct {
 //	      "tier": "premium",
 //	      "createdAt": "2025-01-02T03:04:05.123456Z",
 //	      "revoked": true,
-//	      "revokedAt": "2025-02-03T04:05:06Z"
+//	      "revokedAt": "2025-02-03T04:05:06Z",
+//	      "limit": "30/minute:burst=50:quota=10000/month",
+//	      "expiresAt": "2026-01-01T00:00:00Z"
 //	    }
 //	  }
 //	}
 //
-// Unknown fields, unknown versions, malformed hashes, IDs or tiers, and
-// duplicate IDs make the whole file an error (a backend error for Lookup,
-// not ErrNotFound), so a bad hand edit shows instead of turning into 401s.
+// Unknown fields, unknown versions, malformed hashes, IDs, tiers, limits or
+// times, and duplicate IDs make the whole file an error (a backend error
+// for Lookup, not ErrNotFound), so a bad hand edit shows instead of turning
+// into 401s or into a key silently falling back to its tier's limit.
 //
 // Reads: the file is parsed once and parsed again whenever it is replaced
 // or its modification time or size changes; each call costs one stat(2).
 // So keys created or revoked by another process (cmd/apikeys while
 // `cmd/local start-api` runs) take effect on the next lookup.
 //
-// Writes (Create, Revoke) re-read the file, then write a temporary file in
-// the same directory with mode 0600, sync it and rename it over the old one,
-// so readers see the old or the new file, never a torn one. Writes within
-// one process are serialised; writers in different processes are not
-// coordinated (the last rename wins), which suits an admin CLI run by hand.
+// Writes (Create, Revoke, SetLimit) re-read the file, then write a
+// temporary file in the same directory with mode 0600, sync it and rename
+// it over the old one, so readers see the old or the new file, never a
+// torn one. Writes within one process are serialised; writers in different
+// processes are not coordinated (the last rename wins), which suits an
+// admin CLI run by hand.
 //
 // A FileStore is safe for concurrent use.
 type FileStore struct {
@@ -86,6 +93,8 @@ type fileEntry struct {
 	CreatedAt time.Time  `json:"createdAt"`
 	Revoked   bool       `json:"revoked"`
 	RevokedAt *time.Time `json:"revokedAt,omitempty"`
+	Limit     *string    `json:"limit,omitempty"`     // limiter.Policy's String form
+	ExpiresAt *string    `json:"expiresAt,omitempty"` // RFC 3339; parsed here, so an error can name the entry
 }
 
 // NewFileStore returns a store over cfg.Path. It reads the file once, so a
@@ -112,7 +121,7 @@ func (s *FileStore) Path() string { return s.path }
 
 // Lookup implements Store.
 func (s *FileStore) Lookup(ctx context.Context, key string) (Record, error) {
-	return lookup(ctx, key, s.find)
+	return lookup(ctx, key, s.now, s.find)
 }
 
 func (s *FileStore) find(_ context.Context, hash string) (Record, error) {
@@ -145,12 +154,7 @@ func (s *FileStore) Create(_ context.Context, rec Record) error {
 	if _, ok := s.byID[rec.ID]; ok {
 		return fmt.Errorf("%w: a key with id %s", ErrExists, quoteID(rec.ID))
 	}
-	next := make(map[string]Record, len(s.byHash)+1)
-	for h, r := range s.byHash {
-		next[h] = r
-	}
-	next[rec.Hash] = rec
-	return s.writeLocked(next)
+	return s.writeLocked(s.with(rec))
 }
 
 // List implements Admin.
@@ -182,14 +186,44 @@ func (s *FileStore) Revoke(_ context.Context, id string) error {
 	if s.byHash[hash].Revoked {
 		return nil
 	}
-	next := make(map[string]Record, len(s.byHash))
+	rec := s.byHash[hash]
+	rec.Revoked, rec.RevokedAt = true, s.now().UTC().Truncate(time.Microsecond)
+	return s.writeLocked(s.with(rec))
+}
+
+// SetLimit implements Admin.
+func (s *FileStore) SetLimit(_ context.Context, id string, p limiter.Policy) error {
+	if err := ValidateLimit(p); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.refreshLocked(); err != nil {
+		return err
+	}
+	hash, ok := s.byID[id]
+	if !ok {
+		return fmt.Errorf("%w: no key with id %s", ErrNotFound, quoteID(id))
+	}
+	rec := s.byHash[hash]
+	if rec.Revoked {
+		return fmt.Errorf("%w: key with id %s is revoked", ErrRevoked, quoteID(id))
+	}
+	if rec.Limit == p {
+		return nil
+	}
+	rec.Limit = p
+	return s.writeLocked(s.with(rec))
+}
+
+// with returns a copy of the records with rec put in.
+func (s *FileStore) with(rec Record) map[string]Record {
+	next := make(map[string]Record, len(s.byHash)+1)
 	for h, r := range s.byHash {
 		next[h] = r
 	}
-	rec := next[hash]
-	rec.Revoked, rec.RevokedAt = true, s.now().UTC().Truncate(time.Microsecond)
-	next[hash] = rec
-	return s.writeLocked(next)
+	next[rec.Hash] = rec
+	return next
 }
 
 // refreshLocked re-reads the file when it changed since the last read.
@@ -239,6 +273,20 @@ func parseKeyFile(data []byte) (map[string]Record, map[string]string, error) {
 		if e.RevokedAt != nil {
 			rec.RevokedAt = *e.RevokedAt
 		}
+		if e.ExpiresAt != nil {
+			at, err := time.Parse(time.RFC3339Nano, *e.ExpiresAt)
+			if err != nil || at.IsZero() {
+				return nil, nil, fmt.Errorf("entry with id %s: expiresAt is not an RFC 3339 time (leave it out for a key that never expires)", quoteID(e.ID))
+			}
+			rec.ExpiresAt = at.UTC()
+		}
+		if e.Limit != nil {
+			p, err := parseStoredLimit(*e.Limit)
+			if err != nil {
+				return nil, nil, fmt.Errorf("entry with id %s: limit: %w", quoteID(e.ID), err)
+			}
+			rec.Limit = p
+		}
 		if err := ValidateRecord(rec); err != nil {
 			return nil, nil, fmt.Errorf("entry with id %s: %w", quoteID(e.ID), err)
 		}
@@ -258,6 +306,14 @@ func (s *FileStore) writeLocked(recs map[string]Record) error {
 		if r.Revoked {
 			at := r.RevokedAt
 			e.RevokedAt = &at
+		}
+		if !r.ExpiresAt.IsZero() {
+			at := r.ExpiresAt.UTC().Format(time.RFC3339Nano)
+			e.ExpiresAt = &at
+		}
+		if !r.Limit.IsZero() {
+			l := r.Limit.String()
+			e.Limit = &l
 		}
 		doc.Keys[h] = e
 	}

@@ -28,13 +28,44 @@ func newFileStore(t *testing.T, path string, clk *clock) *apikey.FileStore {
 	return s
 }
 
+// fileHarness runs the shared store tests on a new file per store.
+var fileHarness = storeHarness{
+	open: func(t *testing.T, clk *clock) apikey.Admin {
+		return newFileStore(t, filepath.Join(t.TempDir(), "keys.json"), clk)
+	},
+	lookupIsFull: true,
+	corrupt: func(t *testing.T, s apikey.Admin, hash, attr, value string) {
+		t.Helper()
+		path := s.(*apikey.FileStore).Path()
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc map[string]any
+		if err := json.Unmarshal(data, &doc); err != nil {
+			t.Fatal(err)
+		}
+		doc["keys"].(map[string]any)[hash].(map[string]any)[attr] = value
+		if data, err = json.Marshal(doc); err != nil {
+			t.Fatal(err)
+		}
+		// A new file renamed over the old one, as an editor may save it.
+		tmp := path + ".edit"
+		if err := os.WriteFile(tmp, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+	},
+}
+
 func TestFileStoreAdmin(t *testing.T) {
-	testAdmin(t, storeHarness{
-		open: func(t *testing.T, clk *clock) apikey.Admin {
-			return newFileStore(t, filepath.Join(t.TempDir(), "keys.json"), clk)
-		},
-		lookupIsFull: true,
-	})
+	testAdmin(t, fileHarness)
+}
+
+func TestFileStoreLimitsAndExpiry(t *testing.T) {
+	testLimitsAndExpiry(t, fileHarness)
 }
 
 // TestFileStoreMalformedKeyReadsNothing makes the file unreadable as a key
@@ -74,6 +105,8 @@ func TestFileStoreWritesPrivateFile(t *testing.T) {
 	clk := newClock()
 	s := newFileStore(t, path, clk)
 	k := issue(t, "alice laptop", "premium", clk.Now())
+	k.rec.Limit = mustPolicy(t, "30/Minute:burst=50:quota=10000/month")
+	k.rec.ExpiresAt = time.Date(2026, 1, 2, 3, 4, 5, 600, time.FixedZone("CET", 3600))
 	if err := s.Create(ctx, k.rec); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -121,6 +154,8 @@ func TestFileStoreWritesPrivateFile(t *testing.T) {
 				"createdAt": "2025-03-04T05:06:07Z",
 				"revoked":   true,
 				"revokedAt": "2025-03-04T05:07:07Z",
+				"limit":     "30/minute:burst=50:quota=10000/month", // canonical form
+				"expiresAt": "2026-01-02T02:04:05.0000006Z",         // in UTC
 			},
 		},
 	}
@@ -212,6 +247,12 @@ func TestFileStoreBadFiles(t *testing.T) {
 		{name: "bad id", content: entry(strings.Replace(good, k.rec.ID, "nope", 1)), wantMsg: "id"},
 		{name: "revoked without time", content: entry(strings.Replace(good, `"revoked":false`, `"revoked":true`, 1)), wantMsg: "revoked-at"},
 		{name: "bad hash", content: `{"version":1,"keys":{"abc":{` + good + `}}}`, wantMsg: "hash"},
+		{name: "good limit and expiry", content: entry(good + `,"limit":"6/minute:burst=10","expiresAt":"2025-06-01T00:00:00+02:00"`)},
+		{name: "limit that does not parse", content: entry(good + `,"limit":"6/fortnight"`), wantMsg: `limit: unknown period "fortnight"`},
+		{name: "empty limit", content: entry(good + `,"limit":""`), wantMsg: "limit: empty"},
+		{name: "limit that is not a string", content: entry(good + `,"limit":6`), wantMsg: "limit"},
+		{name: "expiresAt that does not parse", content: entry(good + `,"expiresAt":"2025-06-01"`), wantMsg: "expiresAt is not an RFC 3339 time"},
+		{name: "expiresAt before createdAt", content: entry(good + `,"expiresAt":"2024-06-01T00:00:00Z"`), wantMsg: "expires-at is not after created-at"},
 		{
 			name:    "duplicate id",
 			content: `{"version":1,"keys":{"` + k.rec.Hash + `":{` + good + `},"` + apikey.Hash("other") + `":{` + good + `}}}`,
