@@ -38,8 +38,8 @@ type keyedLimiter interface {
 	allow(key string) bool
 }
 
-// bucketgateMemory is bucketgate's MemoryStore, called as the Limiter calls
-// it: one clock read per decision.
+// bucketgateMemory is bucketgate's MemoryStore at its own clock
+// (limiter.ProcessNow, as the Limiter's): one clock read per decision.
 type bucketgateMemory struct{ m *limiter.MemoryStore }
 
 func newBucketgate(tb testing.TB) keyedLimiter {
@@ -55,7 +55,7 @@ var bgLimit = limiter.PerSecond(perSec)
 func (b bucketgateMemory) allow(key string) bool {
 	var buckets [1]limiter.Bucket
 	buckets[0] = limiter.Bucket{Key: key, Limit: bgLimit}
-	r, err := b.m.Allow(limiter.Request{Buckets: buckets[:], Cost: 1}, time.Now())
+	r, err := b.m.AllowNow(limiter.Request{Buckets: buckets[:], Cost: 1})
 	return err == nil && r.Allowed
 }
 

@@ -2,6 +2,7 @@ package limiter
 
 import (
 	"fmt"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,6 +16,8 @@ type MemoryConfig struct {
 	// Shards is the number of independently locked shards, rounded up to a
 	// power of two; 0 means 64.
 	Shards int
+	// Now is the clock AllowNow reads; nil means ProcessNow.
+	Now func() time.Time
 }
 
 // DefaultMaxKeys is MemoryConfig.MaxKeys' default.
@@ -28,7 +31,8 @@ const DefaultMaxKeys = 100_000
 // Safe for concurrent use. Allow takes no allocation for a bucket it already
 // holds, and starts no goroutine: full buckets are swept lazily inside calls.
 type MemoryStore struct {
-	t *table
+	t   *table
+	now func() time.Time
 }
 
 // NewMemoryStore returns an empty MemoryStore.
@@ -36,24 +40,48 @@ func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
 	if cfg.MaxKeys < 0 || cfg.Shards < 0 || cfg.Shards > 1<<16 {
 		return nil, invalid("memory store: MaxKeys must not be negative, Shards must be within 0..65536")
 	}
-	return &MemoryStore{t: newTable(orDefault(cfg.Shards, 64), orDefault(cfg.MaxKeys, DefaultMaxKeys))}, nil
+	m := &MemoryStore{t: newTable(orDefault(cfg.Shards, 64), orDefault(cfg.MaxKeys, DefaultMaxKeys)), now: cfg.Now}
+	if m.now == nil {
+		m.now = ProcessNow
+	}
+	return m, nil
+}
+
+// AllowNow is Allow at the store's clock (MemoryConfig.Now).
+func (m *MemoryStore) AllowNow(req Request) (r Result, err error) {
+	err = m.allowTo(&r, req, m.now())
+	return r, err
 }
 
 // Allow decides req at now (the caller's clock) on this process's buckets,
 // atomically across them, without live factors. The Result's Source is
 // SourceMemory. The error (only for an invalid request) wraps
 // ErrInvalidRequest.
-func (m *MemoryStore) Allow(req Request, now time.Time) (Result, error) {
+func (m *MemoryStore) Allow(req Request, now time.Time) (r Result, err error) {
+	err = m.allowTo(&r, req, now)
+	return r, err
+}
+
+// allowTo is Allow into *r, which must be the zero Result (and stays zero
+// on error).
+func (m *MemoryStore) allowTo(r *Result, req Request, now time.Time) error {
 	if err := req.Validate(); err != nil {
-		return Result{}, err
+		return err
 	}
 	var ps [MaxBuckets]params
 	resolve(req, unscaled, now, ps[:len(req.Buckets)])
-	return m.decide(req, ps[:len(req.Buckets)], now.UnixMilli()), nil
+	m.decideTo(r, req, ps[:len(req.Buckets)], now.UnixMilli())
+	return nil
 }
 
 // decide is Allow for a valid request resolved into ps.
-func (m *MemoryStore) decide(req Request, ps []params, now int64) Result {
+func (m *MemoryStore) decide(req Request, ps []params, now int64) (r Result) {
+	m.decideTo(&r, req, ps, now)
+	return r
+}
+
+// decideTo is decide into *r, which must be the zero Result.
+func (m *MemoryStore) decideTo(r *Result, req Request, ps []params, now int64) {
 	n := len(req.Buckets)
 	var (
 		refs  [MaxBuckets]ref
@@ -74,7 +102,7 @@ func (m *MemoryStore) decide(req Request, ps []params, now int64) Result {
 		}
 	}
 	allowed := decide(st[:n], found[:n], ps, req.Cost, now, write[:n])
-	r := report(n, ps, st[:n], allowed, req.Cost, now)
+	reportTo(r, n, ps, st[:n], allowed, req.Cost, now)
 	// Update known buckets in place first: inserting can move entries.
 	for pass := 0; pass < 2; pass++ {
 		for i, b := range req.Buckets {
@@ -94,7 +122,6 @@ func (m *MemoryStore) decide(req Request, ps []params, now int64) Result {
 	}
 	m.t.unlockShards(locked, nl)
 	r.Source = SourceMemory
-	return r
 }
 
 // Len returns the number of buckets held. It locks every shard in turn; use
@@ -104,4 +131,55 @@ func (m *MemoryStore) Len() int { return m.t.len() }
 // String describes the store for logs.
 func (m *MemoryStore) String() string {
 	return fmt.Sprintf("memory store (%d shards, up to %d keys)", len(m.t.shards), m.t.perShard*len(m.t.shards))
+}
+
+// ProcessNow returns the current time, like time.Now, at about half the
+// cost: it reads only the monotonic clock, and adds what has elapsed on it
+// since an anchor, a pairing of both clocks (time.Now) taken at most
+// anchorEvery earlier. time.Now reads both clocks every time.
+//
+// Between two anchors the result follows the monotonic clock, so it never
+// goes backwards there, and a step of the wall clock (which NTP's slewing
+// is not: both clocks follow that) shows up at the next anchor, at most
+// anchorEvery later; a re-anchoring may move the result by that step,
+// backwards too. The result carries no monotonic reading, except when it is
+// an anchor. Safe for concurrent use; it does not allocate.
+func ProcessNow() time.Time { return processClock.now() }
+
+// anchorEvery bounds how long ProcessNow follows the monotonic clock alone.
+const anchorEvery = time.Second
+
+var processClock = newMonoClock()
+
+// monoClock is ProcessNow's state. base carries a monotonic reading; offset
+// and next change together at each anchor, but a reader that sees one
+// without the other still gets a valid anchor (the previous one or the
+// next).
+type monoClock struct {
+	base   time.Time
+	offset atomic.Int64 // wall ns since the Unix epoch minus monotonic ns since base, at the last anchor
+	next   atomic.Int64 // monotonic ns since base at which to anchor again
+}
+
+func newMonoClock() *monoClock {
+	c := &monoClock{base: time.Now()}
+	c.anchor()
+	return c
+}
+
+func (c *monoClock) now() time.Time {
+	d := int64(time.Since(c.base))
+	if d >= c.next.Load() {
+		return c.anchor()
+	}
+	return time.Unix(0, c.offset.Load()+d)
+}
+
+// anchor pairs the two clocks afresh and returns the time it read.
+func (c *monoClock) anchor() time.Time {
+	t := time.Now()
+	d := int64(t.Sub(c.base))
+	c.offset.Store(t.UnixNano() - d)
+	c.next.Store(d + int64(anchorEvery))
+	return t
 }
