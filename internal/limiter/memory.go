@@ -41,16 +41,22 @@ func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
 		return nil, invalid("memory store: MaxKeys must not be negative, Shards must be within 0..65536")
 	}
 	m := &MemoryStore{t: newTable(orDefault(cfg.Shards, 64), orDefault(cfg.MaxKeys, DefaultMaxKeys)), now: cfg.Now}
-	if m.now == nil {
-		m.now = ProcessNow
-	}
 	return m, nil
 }
 
 // AllowNow is Allow at the store's clock (MemoryConfig.Now).
 func (m *MemoryStore) AllowNow(req Request) (r Result, err error) {
-	err = m.allowTo(&r, req, m.now())
+	err = m.allowNowTo(&r, req)
 	return r, err
+}
+
+// allowNowTo is AllowNow into *r (apart, so that AllowNow inlines and its
+// caller's Result is filled in place).
+func (m *MemoryStore) allowNowTo(r *Result, req Request) error {
+	if m.now != nil {
+		return m.allowTo(r, req, m.now().UnixMilli())
+	}
+	return m.allowTo(r, req, processClock.nowNs()/1e6)
 }
 
 // Allow decides req at now (the caller's clock) on this process's buckets,
@@ -58,19 +64,25 @@ func (m *MemoryStore) AllowNow(req Request) (r Result, err error) {
 // SourceMemory. The error (only for an invalid request) wraps
 // ErrInvalidRequest.
 func (m *MemoryStore) Allow(req Request, now time.Time) (r Result, err error) {
-	err = m.allowTo(&r, req, now)
+	err = m.allowTo(&r, req, now.UnixMilli())
 	return r, err
 }
 
 // allowTo is Allow into *r, which must be the zero Result (and stays zero
-// on error).
-func (m *MemoryStore) allowTo(r *Result, req Request, now time.Time) error {
+// on error). now is in ms.
+func (m *MemoryStore) allowTo(r *Result, req Request, now int64) error {
 	if err := req.Validate(); err != nil {
 		return err
 	}
+	if len(req.Buckets) == 1 { // the common case, without decideTo's arrays
+		var ps [1]params
+		resolve(req, unscaled, time.UnixMilli(now), ps[:])
+		m.decideOne(r, req.Buckets[0].Key, ps[0], req.Cost, now)
+		return nil
+	}
 	var ps [MaxBuckets]params
-	resolve(req, unscaled, now, ps[:len(req.Buckets)])
-	m.decideTo(r, req, ps[:len(req.Buckets)], now.UnixMilli())
+	resolve(req, unscaled, time.UnixMilli(now), ps[:len(req.Buckets)])
+	m.decideTo(r, req, ps[:len(req.Buckets)], now)
 	return nil
 }
 
@@ -82,6 +94,10 @@ func (m *MemoryStore) decide(req Request, ps []params, now int64) (r Result) {
 
 // decideTo is decide into *r, which must be the zero Result.
 func (m *MemoryStore) decideTo(r *Result, req Request, ps []params, now int64) {
+	if len(req.Buckets) == 1 {
+		m.decideOne(r, req.Buckets[0].Key, ps[0], req.Cost, now)
+		return
+	}
 	n := len(req.Buckets)
 	var (
 		refs  [MaxBuckets]ref
@@ -95,25 +111,15 @@ func (m *MemoryStore) decideTo(r *Result, req Request, ps []params, now int64) {
 	}
 	locked, nl := m.t.lockShards(refs[:n])
 	for i, b := range req.Buckets {
-		if pos[i] = m.t.findLocked(refs[i], b.Key); pos[i] >= 0 {
-			if e := m.t.atLocked(refs[i], pos[i]); e.fullAt > now || !ps[i].quota {
-				found[i], st[i] = true, e.state
-			}
-		}
+		pos[i] = m.t.findLocked(refs[i], b.Key)
+		st[i], found[i] = m.held(refs[i], pos[i], ps[i], now)
 	}
 	allowed := decide(st[:n], found[:n], ps, req.Cost, now, write[:n])
-	reportTo(r, n, ps, st[:n], allowed, req.Cost, now)
-	// Update known buckets in place first: inserting can move entries.
-	for pass := 0; pass < 2; pass++ {
+	// Held buckets first: inserting can move entries.
+	for pass := range 2 {
 		for i, b := range req.Buckets {
-			if !write[i] || (pos[i] >= 0) != (pass == 0) {
-				continue
-			}
-			e := entry{state: st[i], fullAt: expiresAt(st[i], ps[i])}
-			if pos[i] >= 0 {
-				*m.t.atLocked(refs[i], pos[i]) = e
-			} else {
-				m.t.insertLocked(refs[i], b.Key, e, now)
+			if write[i] && (pos[i] >= 0) == (pass == 0) {
+				m.store(refs[i], pos[i], b.Key, st[i], ps[i], now)
 			}
 		}
 	}
@@ -121,7 +127,53 @@ func (m *MemoryStore) decideTo(r *Result, req Request, ps []params, now int64) {
 		m.t.tickLocked(refs[i], now)
 	}
 	m.t.unlockShards(locked, nl)
+	reportTo(r, n, ps, st[:n], allowed, req.Cost, now)
 	r.Source = SourceMemory
+}
+
+// decideOne is decideTo for a request of one bucket.
+func (m *MemoryStore) decideOne(r *Result, key string, p params, cost, now int64) {
+	var (
+		ps           = [1]params{p}
+		st           [1]state
+		found, write [1]bool
+	)
+	rf := m.t.ref(key)
+	mu := &m.t.shards[rf.shard].mu
+	mu.Lock()
+	pos := m.t.findLocked(rf, key)
+	st[0], found[0] = m.held(rf, pos, p, now)
+	allowed := decide(st[:], found[:], ps[:], cost, now, write[:])
+	if write[0] {
+		m.store(rf, pos, key, st[0], p, now)
+	}
+	m.t.tickLocked(rf, now)
+	mu.Unlock()
+	reportTo(r, 1, ps[:], st[:], allowed, cost, now)
+	r.Source = SourceMemory
+}
+
+// held returns the state of the bucket at pos (-1: none) and whether there
+// is one. A quota whose window has ended counts as none: it starts afresh.
+func (m *MemoryStore) held(rf ref, pos int, p params, now int64) (state, bool) {
+	if pos < 0 {
+		return state{}, false
+	}
+	e := m.t.atLocked(rf, pos)
+	if p.quota && e.fullAt <= now {
+		return state{}, false
+	}
+	return e.state, true
+}
+
+// store writes a bucket's new state at pos, or inserts it when pos is -1.
+func (m *MemoryStore) store(rf ref, pos int, key string, s state, p params, now int64) {
+	e := entry{state: s, fullAt: expiresAt(s, p)}
+	if pos >= 0 {
+		*m.t.atLocked(rf, pos) = e
+	} else {
+		m.t.insertLocked(rf, key, e, now)
+	}
 }
 
 // Len returns the number of buckets held. It locks every shard in turn; use
@@ -144,7 +196,7 @@ func (m *MemoryStore) String() string {
 // anchorEvery later; a re-anchoring may move the result by that step,
 // backwards too. The result carries no monotonic reading, except when it is
 // an anchor. Safe for concurrent use; it does not allocate.
-func ProcessNow() time.Time { return processClock.now() }
+func ProcessNow() time.Time { return time.Unix(0, processClock.nowNs()) }
 
 // anchorEvery bounds how long ProcessNow follows the monotonic clock alone.
 const anchorEvery = time.Second
@@ -167,19 +219,21 @@ func newMonoClock() *monoClock {
 	return c
 }
 
-func (c *monoClock) now() time.Time {
+// nowNs is ProcessNow in ns since the Unix epoch.
+func (c *monoClock) nowNs() int64 {
 	d := int64(time.Since(c.base))
 	if d >= c.next.Load() {
 		return c.anchor()
 	}
-	return time.Unix(0, c.offset.Load()+d)
+	return c.offset.Load() + d
 }
 
-// anchor pairs the two clocks afresh and returns the time it read.
-func (c *monoClock) anchor() time.Time {
+// anchor pairs the two clocks afresh and returns the time it read, in ns
+// since the Unix epoch.
+func (c *monoClock) anchor() int64 {
 	t := time.Now()
 	d := int64(t.Sub(c.base))
 	c.offset.Store(t.UnixNano() - d)
 	c.next.Store(d + int64(anchorEvery))
-	return t
+	return t.UnixNano()
 }

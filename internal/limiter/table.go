@@ -2,7 +2,6 @@ package limiter
 
 import (
 	"hash/maphash"
-	"strings"
 	"sync"
 )
 
@@ -104,6 +103,11 @@ func home(h uint64, mask int) int { return int(h>>32) & mask }
 // unlockShards.
 func (t *table) lockShards(refs []ref) ([MaxBuckets]int, int) {
 	var u [MaxBuckets]int
+	if len(refs) == 1 { // the common case
+		u[0] = refs[0].shard
+		t.shards[u[0]].mu.Lock()
+		return u, 1
+	}
 	n := 0
 	for _, r := range refs {
 		// insertion into the sorted, distinct prefix u[:n]
@@ -168,9 +172,7 @@ func (t *table) insertLocked(r ref, key string, e entry, now int64) {
 	if 2*(len(sh.slots)+1) > len(sh.index) { // keep the load at most 1/2
 		sh.grow()
 	}
-	// The key is cloned so that the table never pins a caller's larger
-	// buffer (e.g. a request body the key was sliced from).
-	sh.slots = append(sh.slots, slot{key: strings.Clone(key), hash: r.hash, entry: e})
+	sh.slots = append(sh.slots, slot{key: key, hash: r.hash, entry: e})
 	sh.place(r.hash, int32(len(sh.slots)))
 }
 
