@@ -224,6 +224,10 @@ func report(n int, ps []params, st []state, allowed bool, cost, now int64) Resul
 // store's hot path fills its caller's Result in place rather than copying
 // one (about 350 bytes) at every return.
 func reportTo(r *Result, n int, ps []params, st []state, allowed bool, cost, now int64) {
+	if n == 1 {
+		reportOne(r, ps[0], st[0], allowed, cost, now)
+		return
+	}
 	r.Allowed, r.N, r.Reported = allowed, n, -1
 	var bestVal int64
 	bestNever := false
@@ -254,6 +258,22 @@ func reportTo(r *Result, n int, ps []params, st []state, allowed bool, cost, now
 		r.RetryAfter = msDuration(max(bestVal, 1))
 		r.Reason = ReasonOverLimit
 		if bestNever {
+			r.Reason = ReasonCostExceedsBurst
+		}
+	}
+}
+
+// reportOne is reportTo for one bucket, without its loop and slices (the
+// memory store's common case).
+func reportOne(r *Result, p params, s state, allowed bool, cost, now int64) {
+	b := bucketState(s, p, now)
+	r.Allowed, r.N, r.Reported, r.Buckets[0] = allowed, 1, 0, b
+	r.Limit, r.Remaining, r.ResetAfter, r.Window = b.Limit, b.Remaining, b.ResetAfter, b.Window
+	if !allowed {
+		w, never := wait(s, p, cost, now)
+		r.RetryAfter = msDuration(max(w, 1))
+		r.Reason = ReasonOverLimit
+		if never {
 			r.Reason = ReasonCostExceedsBurst
 		}
 	}

@@ -74,10 +74,15 @@ func (m *MemoryStore) allowTo(r *Result, req Request, now int64) error {
 	if err := req.Validate(); err != nil {
 		return err
 	}
-	if len(req.Buckets) == 1 { // the common case, without decideTo's arrays
-		var ps [1]params
-		resolve(req, unscaled, time.UnixMilli(now), ps[:])
-		m.decideOne(r, req.Buckets[0].Key, ps[0], req.Cost, now)
+	if len(req.Buckets) == 1 { // the common case, without decideTo's arrays and loops
+		b := &req.Buckets[0]
+		var p params
+		if b.Quota.IsZero() {
+			p = tokenParams(b.Limit, ppmOne) // resolve's, unscaled
+		} else {
+			p = quotaParams(b.Quota, time.UnixMilli(now))
+		}
+		m.decideOne(r, b.Key, p, req.Cost, now)
 		return nil
 	}
 	var ps [MaxBuckets]params
@@ -131,25 +136,30 @@ func (m *MemoryStore) decideTo(r *Result, req Request, ps []params, now int64) {
 	r.Source = SourceMemory
 }
 
-// decideOne is decideTo for a request of one bucket.
+// decideOne is decideTo for a request of one bucket: decide's steps for
+// n = 1, spelled out.
 func (m *MemoryStore) decideOne(r *Result, key string, p params, cost, now int64) {
-	var (
-		ps           = [1]params{p}
-		st           [1]state
-		found, write [1]bool
-	)
 	rf := m.t.ref(key)
 	mu := &m.t.shards[rf.shard].mu
 	mu.Lock()
 	pos := m.t.findLocked(rf, key)
-	st[0], found[0] = m.held(rf, pos, p, now)
-	allowed := decide(st[:], found[:], ps[:], cost, now, write[:])
-	if write[0] {
-		m.store(rf, pos, key, st[0], p, now)
+	s, found := m.held(rf, pos, p, now)
+	s, write := current(s, found, p, now)
+	allowed := passes(s, p, cost)
+	if allowed {
+		s, write = charge(s, p, cost), true
+	}
+	if write {
+		e := entry{state: s, fullAt: expiresAt(s, p)}
+		if pos >= 0 {
+			*m.t.atLocked(rf, pos) = e
+		} else {
+			m.t.insertLocked(rf, key, e, now)
+		}
 	}
 	m.t.tickLocked(rf, now)
 	mu.Unlock()
-	reportTo(r, 1, ps[:], st[:], allowed, cost, now)
+	reportOne(r, p, s, allowed, cost, now)
 	r.Source = SourceMemory
 }
 
