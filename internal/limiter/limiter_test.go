@@ -138,6 +138,7 @@ func (r *logRecorder) withReason(reason string) []logLine {
 // harness is a Limiter on a real Upstash store behind a faultServer, with
 // an injected clock and a log recorder.
 type harness struct {
+	env    *upstashtest.Env
 	l      *Limiter
 	shared *faultServer
 	store  *UpstashStore
@@ -152,7 +153,7 @@ func newHarness(t *testing.T, cfg Config) *harness {
 func newHarnessWith(t *testing.T, cfg Config, ucfg UpstashConfig) *harness {
 	t.Helper()
 	env := upstashtest.Start(t)
-	h := &harness{shared: &faultServer{next: env.Server}, clock: newClock(), logs: &logRecorder{}}
+	h := &harness{env: env, shared: &faultServer{next: env.Server}, clock: newClock(), logs: &logRecorder{}}
 	srv := httptest.NewServer(h.shared)
 	t.Cleanup(srv.Close)
 	c, err := upstash.New(upstash.Config{URL: srv.URL, Token: env.Token})
@@ -171,6 +172,11 @@ func newHarnessWith(t *testing.T, cfg Config, ucfg UpstashConfig) *harness {
 	h.shared.calls.Store(0)
 	cfg.Upstash = h.store
 	cfg.Now = h.clock.now
+	if cfg.Timeout == 0 {
+		// Tests about accuracy must not fall back because a loaded machine
+		// answered slowly; tests about timeouts set their own.
+		cfg.Timeout = 10 * time.Second
+	}
 	cfg.Logger = slog.New(h.logs)
 	if h.l, err = New(cfg); err != nil {
 		t.Fatal(err)
@@ -678,7 +684,7 @@ func TestDenyCacheCanBeDisabled(t *testing.T) {
 func TestLimiterOnUpstash(t *testing.T) {
 	store, env := newTestUpstash(t, UpstashConfig{SettingsTTL: time.Minute})
 	c := newClock()
-	l, err := New(Config{Upstash: store, Now: c.now})
+	l, err := New(Config{Upstash: store, Now: c.now, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

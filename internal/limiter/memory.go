@@ -68,9 +68,7 @@ func (m *MemoryStore) decide(req Request, ps []params, now int64) Result {
 	locked, nl := m.t.lockShards(refs[:n])
 	for i, b := range req.Buckets {
 		if pos[i] = m.t.findLocked(refs[i], b.Key); pos[i] >= 0 {
-			if e := m.t.atLocked(refs[i], pos[i]); e.fullAt > now || !ps[i].quota {
-				found[i], st[i] = true, e.state
-			}
+			found[i], st[i] = true, m.t.atLocked(refs[i], pos[i]).state
 		}
 	}
 	allowed := decide(st[:n], found[:n], ps, req.Cost, now, write[:n])
