@@ -132,4 +132,3 @@ func FuzzParseFailureMode(f *testing.F) {
 		}
 	})
 }
-

@@ -64,7 +64,7 @@ func TestPolicyBehaviour(t *testing.T) {
 			},
 		},
 		{
-			name: "a cost above the quota never passes",
+			name:    "a cost above the quota never passes",
 			buckets: []Bucket{{Key: "big", Limit: PerMinute(100)}, {Key: "q:big", Quota: quota5}},
 			steps: []step{
 				{at: 0, cost: 6, wantRetry: toMidnight, wantReason: ReasonCostExceedsBurst, reported: 1,
