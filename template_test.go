@@ -34,7 +34,7 @@ import (
 
 const modulePath = "github.com/bucketgate/bucketgate"
 
-// Logical IDs DESIGN.md fixes.
+// Logical IDs README documents.
 const (
 	authorizerID = "AuthorizerFunction"
 	predictID    = "PredictFunction"
@@ -42,9 +42,14 @@ const (
 	apiID        = "RateLimitedApi"
 )
 
-// designDefaults is DESIGN.md's configuration table: variable → default
+// designDefaults is README's configuration table: variable → default
 // ("" = unset). Every variable must be declared on the authorizer.
 var designDefaults = map[string]string{
+	"ROUTE_LIMITS":             "",
+	"GLOBAL_LIMIT":             "",
+	"LIMIT_MESSAGE":            "Too Many Requests",
+	"WARMUP":                   "",
+	"LIMITER_SHADOW":           "false",
 	"UPSTASH_REDIS_REST_URL":   "",
 	"UPSTASH_REDIS_REST_TOKEN": "",
 	"TIER_LIMITS":              "anonymous=6/minute:burst=10,authenticated=30/minute:burst=50,premium=120/minute:burst=200",
@@ -219,8 +224,12 @@ func isLiteralZero(v any) bool {
 // sampleDecision is a denial with every field distinct, so a header mapped
 // to the wrong context key shows.
 var sampleDecision = authctx.Decision{
-	Tier: "authenticated", Caller: "key_6nlbpuh2foiif3uv", Limit: 50, Remaining: 2,
-	Reset: 96, RetryAfter: 7, Source: "upstash", Cost: 5, Window: 100,
+	Tier: "authenticated", Caller: "key_6nlbpuh2foiif3uv", RetryAfter: 7, Source: "upstash", Cost: 5,
+	Message: `Slow down, \"authenticated\"`, Deciding: 1,
+	Policies: []authctx.Policy{
+		{Name: "authenticated", Limit: 50, Remaining: 12, Reset: 76, Window: 100},
+		{Name: "route:POST /predict/batch", Limit: 6, Remaining: 2, Reset: 96, Window: 120},
+	},
 }
 
 // contextLookup resolves gateway-response mapping sources from an
@@ -316,7 +325,8 @@ func TestTemplateGatewayResponses(t *testing.T) {
 			t.Fatalf("rendered body %s is not JSON: %v", body, err)
 		}
 		want := map[string]any{
-			"message": "Too Many Requests", "retryAfter": 7.0, "limit": 50.0, "remaining": 2.0, "reset": 96.0, "tier": "authenticated",
+			"message": `Slow down, "authenticated"`, "retryAfter": 7.0, "limit": 6.0, "remaining": 2.0, "reset": 96.0,
+			"tier": "authenticated", "policy": "route:POST /predict/batch",
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("rendered body mismatch (-want +got):\n%s", diff)
@@ -386,7 +396,7 @@ func TestTemplateParameters(t *testing.T) {
 	}
 	env := fns[authorizerID].Environment
 
-	t.Run("every DESIGN variable declared with its default", func(t *testing.T) {
+	t.Run("every configuration variable declared with its default", func(t *testing.T) {
 		got := map[string]string{}
 		for k := range designDefaults {
 			v, ok := env[k]
@@ -405,6 +415,8 @@ func TestTemplateParameters(t *testing.T) {
 			"TierLimits": "anonymous=1/second", "RouteCosts": "POST /predict=2", "PremiumRoutes": "/vip/",
 			"LimiterTimeout": "80ms", "LimiterFailureMode": "closed", "LogLevel": "debug",
 			"UpstashRedisRestUrl": "https://example.upstash.io", "UpstashRedisRestToken": "tok",
+			"RouteLimits": "POST /predict=10/minute", "GlobalLimit": "100/second", "LimitMessage": "wait {retryAfter}s",
+			"Warmup": "0.5/5m", "LimiterShadow": "true",
 		}
 		fns, err := tpl.Functions(params)
 		if err != nil {
@@ -416,6 +428,8 @@ func TestTemplateParameters(t *testing.T) {
 			"LIMITER_TIMEOUT": "80ms", "LIMITER_FAILURE_MODE": "closed", "LOG_LEVEL": "debug",
 			"UPSTASH_REDIS_REST_URL": "https://example.upstash.io", "UPSTASH_REDIS_REST_TOKEN": "tok",
 			"API_KEYS_TABLE": tableID, "API_KEYS_FILE": "",
+			"ROUTE_LIMITS": "POST /predict=10/minute", "GLOBAL_LIMIT": "100/second", "LIMIT_MESSAGE": "wait {retryAfter}s",
+			"WARMUP": "0.5/5m", "LIMITER_SHADOW": "true",
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("environment mismatch (-want +got):\n%s", diff)

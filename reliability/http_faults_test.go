@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bucketgate/bucketgate/internal/authorizer"
+	"github.com/bucketgate/bucketgate/internal/limiter"
 	"github.com/bucketgate/bucketgate/internal/testutil/faultproxy"
 	"github.com/bucketgate/bucketgate/internal/testutil/upstashtest"
 )
@@ -72,7 +72,7 @@ func httpFaultScenario(t *testing.T, keys *keySet, tt httpFault) {
 	env := upstashtest.Start(t)
 	px := faultproxy.Start(t, env.URL)
 	api := startLocalAPI(t, upstashEnv(px.URL, env.Token, keys), 1)
-	bound := authorizer.DefaultLimiterTimeout + margin
+	bound := limiter.DefaultTimeout + margin
 
 	// Warm the container (a cold start is not what is measured here).
 	if r := api.predict(clientFrom(freshLoopback()), nil); r.Status != http.StatusOK {

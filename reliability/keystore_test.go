@@ -85,7 +85,7 @@ func (d *dynamoKeys) issue(t *testing.T, tier string) string {
 	return key
 }
 
-func defaultTiers(t *testing.T) map[string]limiter.Limit {
+func defaultTiers(t *testing.T) limiter.Tiers {
 	t.Helper()
 	tiers, err := limiter.ParseTierLimits(authorizer.DefaultTierLimits)
 	if err != nil {

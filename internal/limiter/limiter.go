@@ -202,7 +202,10 @@ func (l *Limiter) Allow(ctx context.Context, req Request) (Result, error) {
 		// The caller gave up (or its own deadline passed): that says
 		// nothing about the store's health.
 		l.breaker.abandon(probe)
-	} else if l.breaker.failure(now, probe) {
+	} else if l.breaker.failure(l.now(), probe) {
+		// The cooldown runs from when the failure was known, not from when
+		// the call began: with a long Timeout, the latter would let every
+		// call through.
 		l.stats.breakerOpened.Add(1)
 		l.logEvent(now, eventBreakerOpened, err)
 	}
