@@ -25,6 +25,7 @@ package faultproxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -178,6 +179,7 @@ type Proxy struct {
 
 	mu    sync.Mutex
 	fault Fault
+	late  [][]byte // bodies of the replies ModeLateReply held back
 
 	done      chan struct{} // closed by Close: releases hung and slow requests
 	closeOnce sync.Once
@@ -243,6 +245,17 @@ func (p *Proxy) Fault() Fault {
 
 // Requests returns the number of requests the proxy has received.
 func (p *Proxy) Requests() uint64 { return p.requests.Load() }
+
+// LateReplies returns the bodies of the replies that ModeLateReply held
+// back, in the order the target sent them, whether or not they were passed
+// on later: what the target said to requests whose client saw a timeout.
+func (p *Proxy) LateReplies() [][]byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([][]byte, len(p.late))
+	copy(out, p.late)
+	return out
+}
 
 // Answered returns the number of forwarded requests the target has answered
 // (its reply's status line and headers reached the proxy), whether or not
@@ -362,6 +375,9 @@ func (p *Proxy) truncate(w http.ResponseWriter, r *http.Request) {
 func (p *Proxy) lateReply(w http.ResponseWriter, r *http.Request, delay time.Duration) {
 	rec := httptest.NewRecorder()
 	p.rp.ServeHTTP(rec, r.WithContext(context.WithoutCancel(r.Context())))
+	p.mu.Lock()
+	p.late = append(p.late, bytes.Clone(rec.Body.Bytes()))
+	p.mu.Unlock()
 	var ready <-chan time.Time
 	if delay > 0 {
 		t := time.NewTimer(delay)

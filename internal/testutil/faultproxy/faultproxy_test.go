@@ -199,11 +199,14 @@ func TestDropReplyTargetActs(t *testing.T) {
 	close(release)
 	// Wait for the target to finish (a generous deadline guards a hang;
 	// nothing is timed).
-	for deadline := time.Now().Add(10 * time.Second); px.Answered() == 0; {
+	for deadline := time.Now().Add(10 * time.Second); len(px.LateReplies()) == 0; {
 		if time.Now().After(deadline) {
 			t.Fatal("the target never answered the request whose client gave up")
 		}
 		time.Sleep(time.Millisecond)
+	}
+	if n := px.Answered(); n != 1 {
+		t.Errorf("Answered() = %d, want 1", n)
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -212,6 +215,9 @@ func TestDropReplyTargetActs(t *testing.T) {
 	}
 	if got := px.Count(faultproxy.ModeLateReply); got != 1 {
 		t.Errorf("Count(late-reply) = %d, want 1", got)
+	}
+	if diff := cmp.Diff([][]byte{[]byte(`{"result":"OK"}`)}, px.LateReplies()); diff != "" {
+		t.Errorf("LateReplies() (-want +got):\n%s", diff)
 	}
 }
 
