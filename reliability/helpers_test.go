@@ -23,10 +23,14 @@ import (
 	"github.com/bucketgate/bucketgate/internal/upstash"
 )
 
-// margin is what a decision may take beyond LIMITER_TIMEOUT before a test
-// fails. It is generous because the machine running the suite is shared;
-// the measured maximum is logged (MEASURED lines) and documented.
-const margin = 500 * time.Millisecond
+// margin is what a decision may take beyond LIMITER_TIMEOUT (or the key
+// lookup's KeyTimeout) before a test fails. It is generous because the
+// machine running the suite is shared and may be loaded (a 2-core CI
+// runner with the race detector); it stays below what the faults would
+// cost a decision that waited for them (a 2 s slow Upstash, a hang), so the
+// checks keep their meaning. The measured maximum is logged (MEASURED
+// lines) and documented.
+const margin = time.Second
 
 // recoveryBound is DESIGN.md's promise: decisions return to Upstash within
 // 10 s of it recovering.
