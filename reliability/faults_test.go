@@ -44,7 +44,7 @@ func TestUpstashFaults(t *testing.T) {
 		wantLevel  string // and its level
 	}{
 		{"hang", faultproxy.Hang(), "timeout", "WARN"},
-		{"slow 2s", faultproxy.Slow(2 * time.Second), "timeout", "WARN"},
+		{"slow", faultproxy.Slow(slowFault), "timeout", "WARN"},
 		{"HTTP 500", faultproxy.Status(http.StatusInternalServerError), "error", "WARN"},
 		{"HTTP 503", faultproxy.Status(http.StatusServiceUnavailable), "error", "WARN"},
 		{"garbage body", faultproxy.Garbage(), "error", "WARN"},
@@ -435,26 +435,47 @@ func TestFailureModesUnderHang(t *testing.T) {
 }
 
 // TestBuildWiringUnderFault checks the production wiring (authorizer.Build,
-// as functions/authorizer calls it) rather than the test's stack: it honours
-// LIMITER_TIMEOUT and falls back under a hang, and returns to Upstash.
+// as functions/authorizer calls it) rather than the test's stack. It
+// honours LIMITER_TIMEOUT — shown by outcomes, not by timing: with a 2 s
+// LIMITER_TIMEOUT, an Upstash slowed by 250 ms still decides (the default
+// 150 ms would have fallen back) — and, with LIMITER_TIMEOUT=80ms, falls
+// back to memory under a hang with the burst holding, and returns to
+// Upstash.
 func TestBuildWiringUnderFault(t *testing.T) {
 	keys := newKeySet(t)
 	env := upstashtest.Start(t)
 	px := faultproxy.Start(t, env.URL)
+	build := func(timeout time.Duration) *stack {
+		t.Helper()
+		vars := upstashEnv(px.URL, env.Token, keys, "LIMITER_TIMEOUT", timeout.String())
+		s, err := authorizer.LoadSettings(func(k string) string { return vars[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := authorizer.Build(context.Background(), s, quietLogger(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := &stack{h: h, timeout: timeout}
+		if d := decideOnUpstash(t, st, authEvent(freshIP(), keyHeader(keys.Premium)), "healthy"); d.Effect != "Allow" {
+			t.Fatalf("healthy: %+v, want Allow from upstash", d)
+		}
+		return st
+	}
+
+	const slow = 250 * time.Millisecond
+	if slow <= authorizer.DefaultLimiterTimeout {
+		t.Fatalf("the slow fault (%s) must outlast the default LIMITER_TIMEOUT (%s)", slow, authorizer.DefaultLimiterTimeout)
+	}
+	patient := build(2 * time.Second)
+	px.Set(faultproxy.Slow(slow))
+	if d := patient.decide(authEvent(freshIP(), nil)); d.Err != nil || d.Source != "upstash" || d.Effect != "Allow" {
+		t.Errorf("Upstash %s slower than the default timeout, LIMITER_TIMEOUT=2s: %+v, want Allow from upstash", slow, d)
+	}
+	px.Set(faultproxy.Pass())
+
 	const timeout = 80 * time.Millisecond
-	vars := upstashEnv(px.URL, env.Token, keys, "LIMITER_TIMEOUT", timeout.String())
-	s, err := authorizer.LoadSettings(func(k string) string { return vars[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := authorizer.Build(context.Background(), s, quietLogger(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := &stack{h: h, timeout: timeout}
-	if d := decideOnUpstash(t, st, authEvent(freshIP(), keyHeader(keys.Premium)), "healthy"); d.Effect != "Allow" {
-		t.Fatalf("healthy: %+v, want Allow from upstash", d)
-	}
+	st := build(timeout)
 	px.Set(faultproxy.Hang())
 	var ta tally
 	ip := freshIP()

