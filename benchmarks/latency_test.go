@@ -100,7 +100,7 @@ func latencyProbes(t testing.TB, up *upstashtest.Env) []probe {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lim, err := limiter.New(limiter.Config{Upstash: store})
+	lim, err := limiter.New(limiter.Config{Upstash: store, Timeout: 5 * time.Second}) // as newAuthorizer's LIMITER_TIMEOUT
 	if err != nil {
 		t.Fatal(err)
 	}
