@@ -1,33 +1,27 @@
 // Package authorizer is the API Gateway REST Lambda REQUEST authorizer: it
 // finds the caller's tier from the X-Api-Key header, decides the request on
-// the caller's token bucket, and answers with an IAM policy plus the
-// rate-limit context that the functions behind it and the gateway responses
-// turn into headers (see package authctx).
-//
-// # Decisions
+// every policy that applies to it (README, "Policies"), and answers with an
+// IAM policy plus the rate-limit context that the functions behind it and
+// the gateway responses turn into headers (package authctx).
 //
 //   - No X-Api-Key: tier "anonymous", bucket "ip:<source ip>" where the
 //     source ip is requestContext.identity.sourceIp, the address API Gateway
-//     saw the connection come from. Client headers such as X-Forwarded-For
-//     are never read. IPv6 callers are grouped by /64, the block one
-//     subscriber holds, so rotating addresses inside it buys nothing.
-//   - X-Api-Key unknown, revoked, malformed, or given twice with different
-//     values: the error "Unauthorized", which API Gateway turns into 401.
-//     Nothing is charged. The header name matches in any letter case.
-//   - Key store failing for a key not in the cache: an error that is not
-//     "Unauthorized" (API Gateway answers it with the
-//     AUTHORIZER_CONFIGURATION_ERROR gateway response, which template.yaml
-//     maps to 503 like AUTHORIZER_FAILURE). Known keys keep working from the
-//     cache (package apikey).
-//   - A route under a premium prefix called by another tier: Allow, with
-//     context forbidden=true and nothing charged; the function answers 403.
-//     API Gateway maps every Deny to one gateway response (ACCESS_DENIED,
-//     429 here), so a Deny cannot also mean 403.
-//   - Otherwise the request costs ROUTE_COSTS tokens on the caller's bucket:
-//     Allow when they are there, Deny (429 with an honest Retry-After) when
-//     not. A denied request is charged nothing.
+//     saw the connection come from; client headers such as X-Forwarded-For
+//     are never read. IPv6 callers are grouped by /64.
+//   - X-Api-Key unknown, revoked, expired, malformed, or given twice with
+//     different values: the error "Unauthorized" (API Gateway's 401).
+//     Nothing is charged.
+//   - Key store failing for a key not in the cache: another error, which
+//     template.yaml maps to 503. Known keys keep working from the cache.
+//   - A route under a premium prefix called by another tier: Allow with
+//     forbidden=true, nothing charged; the function answers 403 (API Gateway
+//     maps every Deny to one gateway response, 429 here).
+//   - Otherwise: Allow when every policy has the request's cost, Deny (429
+//     with an honest Retry-After) when one has not, charging none. In
+//     shadow mode a Deny becomes an Allow marked shadowDenied.
 //
-// The principalId is the key's ID or "ip:<address>", never the key.
+// The principalId is the key's ID or "ip:<address>", never the key. Each
+// decision writes one log line and one CloudWatch EMF line (emf.go).
 package authorizer
 
 import (
