@@ -20,10 +20,6 @@
 // Without UPSTASH_REDIS_REST_URL (empty after overrides), an embedded
 // Upstash-compatible endpoint is started and injected.
 //
-// start-api runs its garbage collector at GOGC=400 unless GOGC is set
-// (serveGCPercent); the functions' Go runtimes get GOMAXPROCS for their
-// memory size's share of CPU (internal/local/lambdaemu, Config.GoMaxProcs).
-//
 // --demo-keys FILE (used by `make run`) makes one fresh key per keyed tier in
 // the key file FILE, revoking the demo keys of earlier runs (only hashes are
 // stored, so a key can be shown once only), points API_KEYS_FILE at it, and
@@ -47,7 +43,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -104,10 +99,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 var errUsage = errors.New("usage")
-
-// serveGCPercent is start-api's garbage collection target (GOGC) unless
-// the environment sets GOGC.
-const serveGCPercent = 400
 
 // common holds the flags both commands share.
 type common struct {
@@ -228,13 +219,6 @@ func startAPI(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintf(stdout, "API %s, stage %s. Running on %s (Ctrl+C to quit)\n", app.API.LogicalID, app.API.StageName, base)
 
-	if os.Getenv("GOGC") == "" {
-		// The emulator's live heap is a few MB while every request
-		// allocates a few KB (HTTP parsing, events): at Go's default of
-		// 100 the collector ran ~25 times a second under load and took
-		// ~8% of the emulator's CPU. 400 costs a few MB more.
-		debug.SetGCPercent(serveGCPercent)
-	}
 	srv := &http.Server{Handler: app.Gateway, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

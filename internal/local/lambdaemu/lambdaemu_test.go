@@ -9,8 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -194,38 +193,6 @@ func TestEnvironment(t *testing.T) {
 	}
 	if got, want := f.ARN(), "arn:aws:lambda:eu-west-1:123456789012:function:EnvFunction"; got != want {
 		t.Errorf("ARN = %q, want %q", got, want)
-	}
-}
-
-func TestGoMaxProcs(t *testing.T) {
-	hostCPUs := runtime.NumCPU()
-	tests := []struct {
-		name string
-		cfg  lambdaemu.Config
-		want string
-	}{
-		{name: "default memory: one vCPU", cfg: lambdaemu.Config{}, want: "1"},
-		{name: "1,769 MB: one vCPU", cfg: lambdaemu.Config{MemoryMB: 1769}, want: "1"},
-		{name: "4,000 MB: three vCPUs, at most the host's", cfg: lambdaemu.Config{MemoryMB: 4000}, want: strconv.Itoa(min(3, hostCPUs))},
-		{name: "explicit", cfg: lambdaemu.Config{GoMaxProcs: 3}, want: "3"},
-		{name: "left unset", cfg: lambdaemu.Config{GoMaxProcs: -1}, want: ""},
-		{name: "the function's environment wins", cfg: lambdaemu.Config{Env: map[string]string{"GOMAXPROCS": "5"}}, want: "5"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			f, _ := newFunction(t, tc.cfg)
-			res := invoke(t, f, `{"action":"env","names":["GOMAXPROCS"]}`)
-			if res.Error != nil {
-				t.Fatal(res.Error)
-			}
-			var got struct{ Env map[string]string }
-			if err := json.Unmarshal(res.Payload, &got); err != nil {
-				t.Fatal(err)
-			}
-			if got.Env["GOMAXPROCS"] != tc.want {
-				t.Errorf("GOMAXPROCS = %q, want %q", got.Env["GOMAXPROCS"], tc.want)
-			}
-		})
 	}
 }
 
@@ -433,7 +400,14 @@ func TestExecutableVanished(t *testing.T) {
 }
 
 func TestLogsArePrefixed(t *testing.T) {
-	f, logs := newFunction(t, lambdaemu.Config{Name: "LogFunction"})
+	var mu sync.Mutex
+	var seen []string
+	onLine := func(line []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, string(line))
+	}
+	f, logs := newFunction(t, lambdaemu.Config{Name: "LogFunction", OnLine: onLine})
 	res := invoke(t, f, `{"action":"log","message":"hello there"}`)
 	if res.Error != nil {
 		t.Fatal(res.Error)
@@ -460,6 +434,14 @@ func TestLogsArePrefixed(t *testing.T) {
 		if !strings.HasPrefix(line, "[LogFunction] ") {
 			t.Errorf("unprefixed log line %q", line)
 		}
+	}
+	// OnLine sees the function's own output, as CloudWatch Logs would,
+	// without the emulator's START/END/REPORT lines.
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(seen)
+	if diff := cmp.Diff([]string{"err: hello there", "hello there"}, seen); diff != "" {
+		t.Errorf("lines seen by OnLine (-want +got):\n%s", diff)
 	}
 }
 

@@ -69,7 +69,6 @@ func Build(ctx context.Context, templateDir string, fns []sam.Function, dir stri
 		}()
 	}
 	wg.Wait()
-	lw.sync()
 	close(results)
 	out := map[string]string{}
 	var errs []error

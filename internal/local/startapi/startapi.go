@@ -414,7 +414,6 @@ func (a *App) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	a.out.sync() // the functions' last output, written by a Write still in progress
 	a.closeErr = errors.Join(errs...)
 	return a.closeErr
 }
@@ -454,31 +453,13 @@ func (u *embeddedUpstash) close() error {
 	return errors.Join(err, u.srv.Close())
 }
 
-// lockedWriter serializes writes to w and, when they come fast, batches
-// them: a Write arriving less than batchWindow after the last write to w
-// is appended to a buffer that is written at most batchWindow later (or at
-// once when it reaches batchBytes). Under load the log lines of many
-// requests (the gateway's, the functions' output, START/END/REPORT: six per
-// request through the authorizer) then cost one syscall per window instead
-// of one each, while a lone line still goes straight through. Order is
-// preserved; sync writes what is buffered. Errors writing a batch are not
-// reported to the Writes in it (log output is best effort).
+// lockedWriter serializes writes to w: the functions' output, the builds'
+// and the emulator's log records share one output, one whole line (or
+// record) per Write, written straight through.
 type lockedWriter struct {
-	mu    sync.Mutex
-	w     io.Writer
-	now   func() time.Time
-	delay time.Duration // from the first waiting line to the timer's write
-	buf   []byte        // waiting for the timer
-	last  time.Time     // when w was last written
-	timer *time.Timer   // flushes buf; armed while buf is not empty
+	mu sync.Mutex
+	w  io.Writer
 }
-
-// batchWindow bounds how late a buffered line reaches w; batchBytes bounds
-// the buffer.
-const (
-	batchWindow = time.Millisecond
-	batchBytes  = 64 << 10
-)
 
 func newLockedWriter(w io.Writer) *lockedWriter {
 	if lw, ok := w.(*lockedWriter); ok {
@@ -487,57 +468,18 @@ func newLockedWriter(w io.Writer) *lockedWriter {
 	if w == nil {
 		w = io.Discard
 	}
-	return &lockedWriter{w: w, now: time.Now, delay: batchWindow}
+	return &lockedWriter{w: w}
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := l.now()
-	if len(l.buf) == 0 && now.Sub(l.last) >= batchWindow {
-		l.last = now
-		return l.w.Write(p)
-	}
-	if len(l.buf) == 0 {
-		if l.timer == nil {
-			l.timer = time.AfterFunc(l.delay, l.sync)
-		} else {
-			l.timer.Reset(l.delay)
-		}
-	}
-	l.buf = append(l.buf, p...)
-	if len(l.buf) >= batchBytes {
-		l.flushLocked(now)
-	}
-	return len(p), nil
+	return l.w.Write(p)
 }
 
-// sync writes what is buffered.
-func (l *lockedWriter) sync() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.flushLocked(l.now())
-}
-
-// flushLocked writes the buffer; l.mu is held.
-func (l *lockedWriter) flushLocked(now time.Time) {
-	if len(l.buf) == 0 {
-		return
-	}
-	l.timer.Stop()
-	_, _ = l.w.Write(l.buf)
-	l.last = now
-	if cap(l.buf) > 4*batchBytes {
-		l.buf = nil
-	} else {
-		l.buf = l.buf[:0]
-	}
-}
-
+// lines writes every line of s with the prefix.
 func (l *lockedWriter) lines(prefix, s string) {
-	var b strings.Builder
 	for _, line := range strings.Split(s, "\n") {
-		b.WriteString(prefix + line + "\n")
+		_, _ = l.Write([]byte(prefix + line + "\n"))
 	}
-	_, _ = l.Write([]byte(b.String()))
 }
