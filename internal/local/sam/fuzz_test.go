@@ -154,13 +154,11 @@ func FuzzGatewayResponses(f *testing.F) {
 			clear(t, "Parse", err)
 			return
 		}
-		ids, err := tmpl.ResourcesOfType(sam.TypeAPI, nil)
-		if err != nil {
-			clear(t, "ResourcesOfType", err)
-			return
-		}
 		lookup := func(name string) (string, bool) { return "[" + name + "]", strings.HasPrefix(name, "context.") }
-		for _, id := range append(ids, sam.ImplicitAPI) {
+		for id, res := range tmpl.Resources {
+			if res.Type != sam.TypeAPI {
+				continue
+			}
 			api, err := tmpl.API(id, nil)
 			if err != nil {
 				clear(t, "API", err)
