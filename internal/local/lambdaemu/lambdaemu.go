@@ -122,17 +122,6 @@ type Config struct {
 	// goes to Logs. It may be called concurrently (one goroutine per
 	// stream), must not block, and must not keep line after it returns.
 	OnLine func(line []byte)
-	// OnInit, when set, is called once per process when it first asks for an
-	// invocation, with the process's init duration (a cold start). It runs
-	// on a Runtime API request goroutine and must not block.
-	OnInit func(InitInfo)
-}
-
-// InitInfo describes a finished cold start.
-type InitInfo struct {
-	Function string        // Config.Name
-	PID      int           // process ID
-	Duration time.Duration // from process start to its first GET /next
 }
 
 // Result is the outcome of one invocation.
@@ -260,15 +249,6 @@ func New(cfg Config) (*Function, error) {
 	f.env = f.baseEnv()
 	return f, nil
 }
-
-// Name returns Config.Name.
-func (f *Function) Name() string { return f.cfg.Name }
-
-// ARN returns the function's (local) ARN.
-func (f *Function) ARN() string { return f.arn }
-
-// Timeout returns the effective invocation timeout.
-func (f *Function) Timeout() time.Duration { return f.cfg.Timeout }
 
 func (f *Function) baseEnv() []string {
 	env := map[string]string{}

@@ -148,7 +148,6 @@ func (p *process) initTimedOut() {
 // to this process.
 func (p *process) handleNext(w http.ResponseWriter, r *http.Request) {
 	f := p.f
-	var onInit *InitInfo
 	f.mu.Lock()
 	switch p.state {
 	case stateKilled, stateDead, stateLost:
@@ -168,9 +167,6 @@ func (p *process) handleNext(w http.ResponseWriter, r *http.Request) {
 		p.initDone = true
 		p.initTimer.Stop()
 		p.initDuration = time.Since(p.start)
-		if f.cfg.OnInit != nil {
-			onInit = &InitInfo{Function: f.cfg.Name, PID: p.pid, Duration: p.initDuration}
-		}
 	}
 	p.state = stateIdle
 	if !f.closed && len(f.queue) > 0 {
@@ -181,9 +177,6 @@ func (p *process) handleNext(w http.ResponseWriter, r *http.Request) {
 		f.idle = append(f.idle, p)
 	}
 	f.mu.Unlock()
-	if onInit != nil {
-		f.cfg.OnInit(*onInit)
-	}
 
 	select {
 	case inv := <-p.next:

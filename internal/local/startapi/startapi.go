@@ -11,7 +11,7 @@
 //     function's own), resolved against the parameter overrides;
 //  2. --env-vars (EnvVars): "Parameters" for every function, then the
 //     function's own section. As with SAM, only variables the template
-//     declares are overridden; the others are reported in App.Warnings;
+//     declares are overridden; the others are logged as warnings;
 //  3. when a function declares UPSTASH_REDIS_REST_URL and it is empty after
 //     1 and 2, an embedded Upstash-compatible endpoint
 //     (internal/upstashlocal over an in-process store) is started on a free
@@ -53,8 +53,8 @@ import (
 
 // Variables startapi treats specially.
 const (
-	EnvUpstashURL   = "UPSTASH_REDIS_REST_URL"
-	EnvUpstashToken = "UPSTASH_REDIS_REST_TOKEN"
+	envUpstashURL   = "UPSTASH_REDIS_REST_URL"
+	envUpstashToken = "UPSTASH_REDIS_REST_TOKEN"
 )
 
 // passthrough are host variables handed to every function when set.
@@ -64,8 +64,7 @@ var passthrough = []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SE
 var (
 	// ErrUnknownFunction: no AWS::Serverless::Function with that logical ID.
 	ErrUnknownFunction = errors.New("unknown function")
-	// ErrNoAPI: the template's functions use no REST API, or several and
-	// Options.API does not choose one.
+	// ErrNoAPI: the template's functions use no REST API, or several.
 	ErrNoAPI = errors.New("no API to serve")
 )
 
@@ -77,10 +76,8 @@ type Options struct {
 	EnvVars EnvVars
 	// Parameters are the --parameter-overrides; nil = the defaults.
 	Parameters map[string]string
-	// API is the logical ID of the API to serve; "" = the one API the
-	// template's functions use.
-	API string
-	// BuildDir receives the builds; "" = DefaultBuildDir(Template).
+	// BuildDir receives the builds; "" = a directory per template under
+	// the user's cache directory.
 	BuildDir string
 	// Prebuilt maps logical IDs to executables to run instead of building
 	// (tests build once and start many Apps).
@@ -99,28 +96,24 @@ type Options struct {
 	// Getenv reads the host environment for the pass-through variables;
 	// nil = os.Getenv.
 	Getenv func(string) string
-	// OnInit is called after each process's cold start (see lambdaemu).
-	OnInit func(lambdaemu.InitInfo)
 }
 
 // App is a running template: its functions, and for StartAPI the gateway.
 // Close releases everything.
 type App struct {
-	// Template is the parsed template.
-	Template *sam.Template
 	// API is the served API; zero for StartFunction.
 	API sam.API
 	// Gateway serves API; nil for StartFunction.
 	Gateway *apigw.Gateway
 	// Functions by logical ID: the ones the API uses, or the one invoked.
 	Functions map[string]*lambdaemu.Function
-	// Env is the environment each function runs with (before Lambda's
+
+	template *sam.Template
+	// env is the environment each function runs with (before Lambda's
 	// reserved variables). It holds the embedded Upstash token: never log
 	// it.
-	Env map[string]map[string]string
-	// Warnings about the configuration (ignored env-vars entries).
-	Warnings []string
-
+	env      map[string]map[string]string
+	warnings []string // about the configuration (ignored env-vars entries)
 	log      *slog.Logger
 	out      *lockedWriter // everything written to Options.Logs goes through it
 	upstash  *embeddedUpstash
@@ -138,11 +131,11 @@ func StartAPI(ctx context.Context, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	apiID, err := chooseAPI(fns, opts.API)
+	apiID, err := chooseAPI(fns)
 	if err != nil {
 		return nil, err
 	}
-	api, err := a.Template.API(apiID, opts.Parameters)
+	api, err := a.template.API(apiID, opts.Parameters)
 	if err != nil {
 		return nil, fmt.Errorf("template %s: %w", opts.Template, err)
 	}
@@ -217,22 +210,16 @@ func load(opts Options) (*App, map[string]sam.Function, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(out, nil))
 	}
-	return &App{Template: t, Functions: map[string]*lambdaemu.Function{}, log: log, out: out}, fns, nil
+	return &App{template: t, Functions: map[string]*lambdaemu.Function{}, log: log, out: out}, fns, nil
 }
 
-// chooseAPI picks the API to serve among those the functions' events use.
-func chooseAPI(fns map[string]sam.Function, want string) (string, error) {
+// chooseAPI picks the one API the functions' events use.
+func chooseAPI(fns map[string]sam.Function) (string, error) {
 	used := map[string]bool{}
 	for _, f := range fns {
 		for _, e := range f.Events {
 			used[e.RestAPI] = true
 		}
-	}
-	if want != "" {
-		if !used[want] {
-			return "", fmt.Errorf("%w: no function has an Api event on %q", ErrNoAPI, want)
-		}
-		return want, nil
 	}
 	ids := make([]string, 0, len(used))
 	for id := range used {
@@ -245,7 +232,7 @@ func chooseAPI(fns map[string]sam.Function, want string) (string, error) {
 	case 1:
 		return ids[0], nil
 	}
-	return "", fmt.Errorf("%w: functions use several APIs (%s); choose one", ErrNoAPI, strings.Join(ids, ", "))
+	return "", fmt.Errorf("%w: functions use several APIs (%s); cmd/local serves one", ErrNoAPI, strings.Join(ids, ", "))
 }
 
 func (a *App) startFunctions(ctx context.Context, opts Options, fns map[string]sam.Function, needed map[string]bool) (err error) {
@@ -269,7 +256,7 @@ func (a *App) startFunctions(ctx context.Context, opts Options, fns map[string]s
 		declared[id] = f.Environment
 	}
 	envs, warnings := applyEnvVars(declared, opts.EnvVars)
-	a.Warnings = warnings
+	a.warnings = warnings
 	for _, w := range warnings {
 		a.log.Warn(w)
 	}
@@ -295,7 +282,7 @@ func (a *App) startFunctions(ctx context.Context, opts Options, fns map[string]s
 	if len(toBuild) > 0 {
 		dir := opts.BuildDir
 		if dir == "" {
-			if dir, err = DefaultBuildDir(opts.Template); err != nil {
+			if dir, err = defaultBuildDir(opts.Template); err != nil {
 				return err
 			}
 		}
@@ -310,14 +297,14 @@ func (a *App) startFunctions(ctx context.Context, opts Options, fns map[string]s
 		a.log.Info("built functions for this machine", "functions", strings.Join(ids, ","), "dir", dir, "ms", time.Since(start).Milliseconds())
 	}
 
-	a.Env = map[string]map[string]string{}
+	a.env = map[string]map[string]string{}
 	needUpstash := false
 	for _, id := range ids {
 		env := envs[id]
-		if v, declares := env[EnvUpstashURL]; declares && v == "" {
+		if v, declares := env[envUpstashURL]; declares && v == "" {
 			needUpstash = true
 		}
-		a.Env[id] = env
+		a.env[id] = env
 	}
 	if needUpstash {
 		up, err := startEmbeddedUpstash(a.log)
@@ -327,17 +314,17 @@ func (a *App) startFunctions(ctx context.Context, opts Options, fns map[string]s
 		a.upstash = up
 		a.log.Info("started an embedded Upstash-compatible endpoint (set UPSTASH_REDIS_REST_URL to use another)", "url", up.url)
 		for _, id := range ids {
-			if v, declares := a.Env[id][EnvUpstashURL]; declares && v == "" {
-				a.Env[id][EnvUpstashURL] = up.url
-				a.Env[id][EnvUpstashToken] = up.token
+			if v, declares := a.env[id][envUpstashURL]; declares && v == "" {
+				a.env[id][envUpstashURL] = up.url
+				a.env[id][envUpstashToken] = up.token
 			}
 		}
 	}
 	for _, id := range ids {
 		for _, k := range passthrough {
-			if _, set := a.Env[id][k]; !set {
+			if _, set := a.env[id][k]; !set {
 				if v := getenv(k); v != "" {
-					a.Env[id][k] = v
+					a.env[id][k] = v
 				}
 			}
 		}
@@ -349,7 +336,7 @@ func (a *App) startFunctions(ctx context.Context, opts Options, fns map[string]s
 			Name:       id,
 			Executable: exes[id],
 			Dir:        codeDir(templateDir, f),
-			Env:        a.Env[id],
+			Env:        a.env[id],
 			Handler:    f.Handler,
 			Timeout:    f.Timeout,
 			MemoryMB:   f.MemorySize,
@@ -357,7 +344,6 @@ func (a *App) startFunctions(ctx context.Context, opts Options, fns map[string]s
 			Region:     sam.LocalRegion,
 			AccountID:  sam.LocalAccountID,
 			Logs:       lw,
-			OnInit:     opts.OnInit,
 		})
 		if err != nil {
 			return err
