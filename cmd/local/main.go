@@ -20,6 +20,10 @@
 // Without UPSTASH_REDIS_REST_URL (empty after overrides), an embedded
 // Upstash-compatible endpoint is started and injected.
 //
+// start-api also serves, outside the API, a live dashboard of the
+// authorizer's decisions at /_local/ and its data at /_local/metrics; the
+// banner prints the URL.
+//
 // --demo-keys FILE (used by `make run`) makes one fresh key per keyed tier in
 // the key file FILE, revoking the demo keys of earlier runs (only hashes are
 // stored, so a key can be shown once only), points API_KEYS_FILE at it, and
@@ -217,9 +221,10 @@ func startAPI(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if demo != nil {
 		printDemo(stdout, base, demo)
 	}
+	fmt.Fprintf(stdout, "Dashboard: %s/_local/ (live rate-limit metrics; /_local/metrics for JSON)\n", base)
 	fmt.Fprintf(stdout, "API %s, stage %s. Running on %s (Ctrl+C to quit)\n", app.API.LogicalID, app.API.StageName, base)
 
-	srv := &http.Server{Handler: app.Gateway, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: app.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -26,6 +26,10 @@
 // Nothing else of the host's environment reaches the functions. Their
 // working directory is their CodeUri directory (relative paths in variables,
 // such as API_KEYS_FILE=events/demo-keys.json, resolve against it).
+//
+// App.Handler also answers /_local/ itself, before routing: the metrics
+// aggregated from the functions' EMF lines and a live dashboard
+// (internal/local/startapi/dashboard).
 package startapi
 
 import (
@@ -48,6 +52,7 @@ import (
 	"github.com/bucketgate/bucketgate/internal/local/apigw"
 	"github.com/bucketgate/bucketgate/internal/local/lambdaemu"
 	"github.com/bucketgate/bucketgate/internal/local/sam"
+	"github.com/bucketgate/bucketgate/internal/local/startapi/dashboard"
 	"github.com/bucketgate/bucketgate/internal/local/upstashlocal"
 )
 
@@ -103,7 +108,8 @@ type Options struct {
 type App struct {
 	// API is the served API; zero for StartFunction.
 	API sam.API
-	// Gateway serves API; nil for StartFunction.
+	// Gateway serves API; nil for StartFunction. Handler serves it too,
+	// with /_local/ in front.
 	Gateway *apigw.Gateway
 	// Functions by logical ID: the ones the API uses, or the one invoked.
 	Functions map[string]*lambdaemu.Function
@@ -113,7 +119,8 @@ type App struct {
 	// reserved variables). It holds the embedded Upstash token: never log
 	// it.
 	env      map[string]map[string]string
-	warnings []string // about the configuration (ignored env-vars entries)
+	warnings []string           // about the configuration (ignored env-vars entries)
+	metrics  *dashboard.Metrics // the functions' EMF lines; nil for StartFunction
 	log      *slog.Logger
 	out      *lockedWriter // everything written to Options.Logs goes through it
 	upstash  *embeddedUpstash
@@ -140,6 +147,7 @@ func StartAPI(ctx context.Context, opts Options) (*App, error) {
 		return nil, fmt.Errorf("template %s: %w", opts.Template, err)
 	}
 	a.API = api
+	a.metrics = dashboard.New(time.Now())
 	needed := map[string]bool{}
 	for _, r := range api.Routes {
 		needed[r.FunctionLogicalID] = true
@@ -166,6 +174,20 @@ func StartAPI(ctx context.Context, opts Options) (*App, error) {
 	}
 	a.Gateway = g
 	return a, nil
+}
+
+// Handler serves the API (Gateway) and, before routing, start-api's own
+// paths: /_local/metrics and the /_local/ dashboard. It is what cmd/local
+// start-api serves; use it on an App from StartAPI only.
+func (a *App) Handler() http.Handler {
+	local := a.metrics.Handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == strings.TrimSuffix(dashboard.Prefix, "/") || strings.HasPrefix(r.URL.Path, dashboard.Prefix) {
+			local.ServeHTTP(w, r)
+			return
+		}
+		a.Gateway.ServeHTTP(w, r)
+	})
 }
 
 // StartFunction prepares one function for direct invocation (cmd/local
@@ -330,6 +352,10 @@ func (a *App) startFunctions(ctx context.Context, opts Options, fns map[string]s
 		}
 	}
 
+	var onLine func([]byte)
+	if m := a.metrics; m != nil {
+		onLine = func(line []byte) { m.Observe(time.Now(), line) }
+	}
 	for _, id := range ids {
 		f := fns[id]
 		fn, err := lambdaemu.New(lambdaemu.Config{
@@ -344,6 +370,7 @@ func (a *App) startFunctions(ctx context.Context, opts Options, fns map[string]s
 			Region:     sam.LocalRegion,
 			AccountID:  sam.LocalAccountID,
 			Logs:       lw,
+			OnLine:     onLine,
 		})
 		if err != nil {
 			return err

@@ -187,7 +187,7 @@ func TestStartAPIServesTheTemplate(t *testing.T) {
 				t.Errorf("pathParameters (-want +got):\n%s", diff)
 			}
 			delete(e.Authorizer, "integrationLatency")
-			wantAuth := map[string]any{"principalId": "tester", "tier": "test", "retryAfter": "2", "sourceIp": "127.0.0.1"}
+			wantAuth := map[string]any{"principalId": "tester", "tier": "test", "retryAfter": "0", "sourceIp": "127.0.0.1"}
 			if diff := cmp.Diff(wantAuth, e.Authorizer); diff != "" {
 				t.Errorf("authorizer context (-want +got):\n%s", diff)
 			}
