@@ -224,7 +224,7 @@ func TestStartAPI(t *testing.T) {
 	if base == "" {
 		t.Fatalf("no banner; stderr:\n%s", stderr.String())
 	}
-	wantMounts := []string{"EchoFunction ANY /guarded/{id}", "EchoFunction GET /open"}
+	wantMounts := []string{"EchoFunction ANY /guarded/{id}", "EchoFunction GET /open", "EchoFunction POST /predict", "EchoFunction POST /predict/batch", "EchoFunction POST /premium/predict"}
 	if diff := cmp.Diff(wantMounts, mounts); diff != "" {
 		t.Errorf("mounted routes (-want +got):\n%s", diff)
 	}

@@ -17,9 +17,9 @@
 //
 // Resolution happens per call (Functions, API, OutputValues, Resolve)
 // against parameter overrides, like `sam local --parameter-overrides`.
-// MappingValue and RenderTemplate evaluate gateway responses as API Gateway
-// does. A Template is not modified after Parse and is safe for concurrent
-// use.
+// GatewayResponse.RenderHeaders and RenderTemplate evaluate gateway
+// responses as API Gateway does. A Template is not modified after Parse and
+// is safe for concurrent use.
 package sam
 
 import (

@@ -670,8 +670,8 @@ func TestRender(t *testing.T) {
 	if diff := cmp.Diff(want, g.RenderHeaders(lookup)); diff != "" {
 		t.Errorf("RenderHeaders mismatch (-want +got):\n%s", diff)
 	}
-	if v, ok := MappingValue("context.authorizer.tier", nil); ok || v != "" {
-		t.Errorf("MappingValue with nil lookup = %q, %v; want \"\", false", v, ok)
+	if v, ok := mappingValue("context.authorizer.tier", nil); ok || v != "" {
+		t.Errorf("mappingValue with nil lookup = %q, %v; want \"\", false", v, ok)
 	}
 }
 

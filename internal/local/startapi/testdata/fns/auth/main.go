@@ -4,13 +4,15 @@
 //
 //	X-Test-Auth: unauthorized  fails with "Unauthorized" (401)
 //	X-Test-Auth: error         fails with another error (500)
-//	X-Test-Auth: deny          denies (429) with retryAfter 2, policy test-deny
+//	X-Test-Auth: deny          denies (429) with retryAfter 2, policy X-Test-Policy (default test-deny)
 //	X-Test-Auth: forbidden     allows with forbidden=true (echo answers 403)
 //	otherwise                  the caller's bucket decides (429 when empty)
 //	X-Test-Caller              the caller (default ip:<source ip>)
-//	X-Test-Tier                its tier and bucket policy name (default test)
+//	X-Test-Tier                its tier (default test)
+//	X-Test-Policy              the policy named when the bucket denies (default the tier)
 //	X-Test-Limit               the bucket's capacity, refilled in full every minute (default 1000)
 //	X-Test-Fallback: 1         the decision was made without Upstash (Source memory)
+//	X-Test-Upstash-Ms          the Upstash latency to report, in milliseconds (default 0.25)
 package main
 
 import (
@@ -81,6 +83,9 @@ func metricsLine(l emfLine, start time.Time) {
 	}
 	l.Requests = 1
 	l.DecisionLatency = float64(time.Since(start).Microseconds()) / 1000
+	if l.UpstashLatency != nil {
+		l.DecisionLatency += *l.UpstashLatency // the call this stand-in does not make
+	}
 	b, _ := json.Marshal(l)
 	_, _ = os.Stdout.Write(append(b, '\n'))
 }
@@ -92,7 +97,10 @@ func handle(_ context.Context, e events.APIGatewayCustomAuthorizerRequestTypeReq
 	if e.Headers["X-Test-Fallback"] == "1" {
 		l.Source, l.Fallback = "memory", 1
 	} else {
-		upstash := 0.25
+		upstash, err := strconv.ParseFloat(header(e, "X-Test-Upstash-Ms", "0.25"), 64)
+		if err != nil {
+			return events.APIGatewayCustomAuthorizerResponse{}, errors.New("bad X-Test-Upstash-Ms")
+		}
 		l.UpstashLatency = &upstash
 	}
 	effect, retryAfter := "Allow", 0
@@ -107,7 +115,7 @@ func handle(_ context.Context, e events.APIGatewayCustomAuthorizerRequestTypeReq
 		return events.APIGatewayCustomAuthorizerResponse{}, errors.New("key store down")
 	case "deny":
 		effect, retryAfter = "Deny", 2
-		l.Denied, l.Policy = 1, "test-deny"
+		l.Denied, l.Policy = 1, header(e, "X-Test-Policy", "test-deny")
 	case "forbidden":
 		ctx["forbidden"] = "true"
 		l.Forbidden = 1
@@ -129,7 +137,7 @@ func handle(_ context.Context, e events.APIGatewayCustomAuthorizerRequestTypeReq
 			l.Allowed = 1
 		} else {
 			effect, retryAfter = "Deny", int(math.Ceil((1-b.tokens)/perMs/1000))
-			l.Denied, l.Policy = 1, l.Tier
+			l.Denied, l.Policy = 1, header(e, "X-Test-Policy", l.Tier)
 		}
 		remaining := int64(b.tokens)
 		resetMs := int64(math.Ceil((float64(limit) - b.tokens) / perMs))
