@@ -181,7 +181,8 @@ func TestDashboardInABrowser(t *testing.T) {
 	}
 
 	run("load the dashboard", chromedp.Navigate(srv.URL+"/_local/"))
-	run("wait until it is live", chromedp.Poll[chromedp.Void](`document.getElementById("status").classList.contains("live")`))
+	// Polls end with run's 60 s context, not chromedp's own 30 s default.
+	run("wait until it is live", chromedp.Poll[chromedp.Void](`document.getElementById("status").classList.contains("live")`, chromedp.WithPollingTimeout(0)))
 	run("mark the document", chromedp.Evaluate[chromedp.Void](`window.__sameDocument = true`))
 	if st := read(); st.Tiles["requests"] != 0 || len(st.Policies) != 0 {
 		t.Fatalf("before any traffic the page shows %+v", st)
@@ -208,7 +209,8 @@ func TestDashboardInABrowser(t *testing.T) {
 
 	// The page polls by itself: wait until it shows every request.
 	run("wait for the new counts", chromedp.Poll[chromedp.Void](
-		fmt.Sprintf(`document.querySelector('[data-metric="requests"] .value').textContent.replace(/[^0-9]/g, "") === "%d"`, ty.sent)))
+		fmt.Sprintf(`document.querySelector('[data-metric="requests"] .value').textContent.replace(/[^0-9]/g, "") === "%d"`, ty.sent),
+		chromedp.WithPollingTimeout(0)))
 	got := read()
 	want := pageState{
 		Tiles: map[string]int64{
