@@ -15,7 +15,7 @@ const MetricsNamespace = "Bucketgate"
 // emf writes CloudWatch Embedded Metric Format lines: one JSON object per
 // decision that CloudWatch Logs turns into metrics without an API call
 // (README, "Monitoring"). Every line counts one request by outcome, with
-// the dimension sets [Tier] and [Route]; a denial (or a shadow denial) also
+// the dimension sets [] (the total), [Tier] and [Route]; a denial (or a shadow denial) also
 // counts under [Policy], the policy that denied. Cardinality is bounded:
 // tiers come from TIER_LIMITS, routes from the template's resources (at
 // most maxRoutes, then "other"), policies from the configuration.
@@ -102,7 +102,9 @@ type emfMetric struct {
 var (
 	emfCounts = emfDirective{
 		Namespace:  MetricsNamespace,
-		Dimensions: [][]string{{"Tier"}, {"Route"}},
+		// [] is the total over every tier and route, which alarms need
+		// (they cannot SEARCH); the EMF specification allows an empty set.
+		Dimensions: [][]string{{}, {"Tier"}, {"Route"}},
 		Metrics: []emfMetric{
 			{Name: "Requests", Unit: "Count"},
 			{Name: "Allowed", Unit: "Count"},
