@@ -78,7 +78,7 @@ var (
 // key) on the same client and server, and reports HTTP requests and Redis
 // commands per decision.
 func BenchmarkUpstash(b *testing.B) {
-	store, env := newTestUpstash(b)
+	store, env := newTestUpstashRedis(b)
 	c, err := upstash.New(upstash.Config{URL: env.URL, Token: env.Token})
 	if err != nil {
 		b.Fatal(err)
@@ -132,7 +132,7 @@ func BenchmarkUpstash(b *testing.B) {
 		env.Redis.Do(b, "CONFIG", "RESETSTAT")
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			if _, err := c.Do(ctx, "GET", "bg:"+keys[i%len(keys)]+":missing"); err != nil {
+			if err := c.Do(ctx, nil, "GET", "bg:"+keys[i%len(keys)]+":missing"); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -166,7 +166,7 @@ func BenchmarkUpstashRatio(b *testing.B) {
 			b.Fatal(err)
 		}
 		t2 := time.Now()
-		if _, err := c.Do(ctx, "GET", "bg:"+k+":missing"); err != nil {
+		if err := c.Do(ctx, nil, "GET", "bg:"+k+":missing"); err != nil {
 			b.Fatal(err)
 		}
 		t3 := time.Now()

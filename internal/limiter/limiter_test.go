@@ -698,7 +698,7 @@ func TestLimiterOnUpstash(t *testing.T) {
 // TestLimiterSurvivesUpstashRestart: a real outage (redis-server down) falls
 // back, and once it is back decisions return to it.
 func TestLimiterSurvivesUpstashRestart(t *testing.T) {
-	store, env := newTestUpstash(t)
+	store, env := newTestUpstashRedis(t)
 	c := newClock()
 	l, err := New(Config{Shared: store, Now: c.now, Timeout: 2 * time.Second})
 	if err != nil {

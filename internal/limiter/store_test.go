@@ -52,11 +52,23 @@ func storeKinds() []storeKind {
 	}
 }
 
-// newTestUpstash starts redis-server behind the Upstash-compatible server
-// and returns a store talking to it.
+// newTestUpstash starts the Upstash-compatible server (on redis-server, or
+// on its embedded store when there is none; see upstashtest.Start) and
+// returns a store talking to it.
 func newTestUpstash(t testing.TB) (*UpstashStore, *upstashtest.Env) {
 	t.Helper()
-	env := upstashtest.Start(t)
+	return newTestUpstashOn(t, upstashtest.Start(t))
+}
+
+// newTestUpstashRedis is newTestUpstash on a real redis-server, for tests
+// that inspect or restart it through env.Redis.
+func newTestUpstashRedis(t testing.TB) (*UpstashStore, *upstashtest.Env) {
+	t.Helper()
+	return newTestUpstashOn(t, upstashtest.StartRedis(t))
+}
+
+func newTestUpstashOn(t testing.TB, env *upstashtest.Env) (*UpstashStore, *upstashtest.Env) {
+	t.Helper()
 	c, err := upstash.New(upstash.Config{URL: env.URL, Token: env.Token})
 	if err != nil {
 		t.Fatalf("upstash.New: %v", err)

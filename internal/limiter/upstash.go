@@ -3,8 +3,10 @@ package limiter
 import (
 	"context"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/bucketgate/bucketgate/internal/upstash"
@@ -49,14 +51,16 @@ type UpstashConfig struct {
 // server does not have it cached. It is what UpstashStore needs of the
 // Upstash client.
 type scriptRunner interface {
-	Run(ctx context.Context, keys []string, args ...any) (upstash.Value, error)
+	Run(ctx context.Context, keys []string, args ...any) (json.RawMessage, error)
 }
 
 // clientRunner binds the token-bucket script to a client.
 type clientRunner struct{ c *upstash.Client }
 
-func (r clientRunner) Run(ctx context.Context, keys []string, args ...any) (upstash.Value, error) {
-	return tokenBucket.Run(ctx, r.c, keys, args...)
+func (r clientRunner) Run(ctx context.Context, keys []string, args ...any) (json.RawMessage, error) {
+	var raw json.RawMessage
+	err := tokenBucket.Run(ctx, r.c, &raw, keys, args...)
+	return raw, err
 }
 
 // UpstashStore is a Store of token buckets on Upstash Redis: one REST
@@ -122,11 +126,11 @@ func (u *UpstashStore) allowState(ctx context.Context, req Request, now time.Tim
 		ps[i] = b.Limit.params()
 		args = append(args, ps[i].cap, ps[i].perMs)
 	}
-	v, err := u.run.Run(ctx, keys, args...)
+	raw, err := u.run.Run(ctx, keys, args...)
 	if err != nil {
 		return Result{}, fmt.Errorf("limiter: token-bucket script: %w", err)
 	}
-	allowed, err := parseReply(v, st[:n], ps[:n])
+	allowed, err := parseReply(raw, st[:n], ps[:n])
 	if err != nil {
 		return Result{}, err
 	}
@@ -135,20 +139,23 @@ func (u *UpstashStore) allowState(ctx context.Context, req Request, now time.Tim
 	return r, nil
 }
 
-// parseReply reads {allowed, units_1, at_1, ...} into st.
-func parseReply(v upstash.Value, st []state, ps []params) (bool, error) {
-	vals, err := v.Array()
-	if err != nil {
-		return false, fmt.Errorf("limiter: %w: %w", ErrBadReply, err)
+// parseReply reads {allowed, units_1, at_1, ...}, a JSON array of
+// integers, into st.
+func parseReply(raw json.RawMessage, st []state, ps []params) (bool, error) {
+	var vals []json.RawMessage
+	if err := json.Unmarshal(raw, &vals); err != nil || vals == nil {
+		return false, fmt.Errorf("limiter: %w: not an array", ErrBadReply)
 	}
 	if len(vals) != 1+2*len(st) {
 		return false, fmt.Errorf("limiter: %w: %d elements, want %d", ErrBadReply, len(vals), 1+2*len(st))
 	}
 	ints := make([]int64, len(vals))
 	for i, e := range vals {
-		if ints[i], err = e.Int(); err != nil {
-			return false, fmt.Errorf("limiter: %w: element %d: %w", ErrBadReply, i+1, err)
+		n, err := strconv.ParseInt(string(e), 10, 64)
+		if err != nil {
+			return false, fmt.Errorf("limiter: %w: element %d is not an integer", ErrBadReply, i+1)
 		}
+		ints[i] = n
 	}
 	if ints[0] != 0 && ints[0] != 1 {
 		return false, fmt.Errorf("limiter: %w: allowed flag is %d", ErrBadReply, ints[0])

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,7 +55,7 @@ func commandStats(t testing.TB, rs *redistest.Server) map[string]int {
 // what Upstash bills: ≤ 3 for an allowed single-bucket decision and ≤ 2 for
 // a denial, the EVALSHA included; one HTTP request per decision.
 func TestCommandBudget(t *testing.T) {
-	store, env := newTestUpstash(t)
+	store, env := newTestUpstashRedis(t)
 	one := []Bucket{{Key: "budget:a", Limit: PerMinute(1)}}
 	two := []Bucket{{Key: "budget:b", Limit: PerMinute(5)}, {Key: "budget:global", Limit: PerMinute(100)}}
 	// Load the script once, so the counts below are the steady state.
@@ -95,7 +97,7 @@ func TestCommandBudget(t *testing.T) {
 // TestKeysExpireWhenFull checks each key's TTL is the time its bucket takes
 // to be full again, so idle callers cost no memory.
 func TestKeysExpireWhenFull(t *testing.T) {
-	store, env := newTestUpstash(t)
+	store, env := newTestUpstashRedis(t)
 	tests := []struct {
 		name string
 		key  string
@@ -128,7 +130,7 @@ func TestKeysExpireWhenFull(t *testing.T) {
 }
 
 func TestKeysAreNamespaced(t *testing.T) {
-	store, env := newTestUpstash(t)
+	store, env := newTestUpstashRedis(t)
 	c, err := upstash.New(upstash.Config{URL: env.URL, Token: env.Token})
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +161,7 @@ func TestKeysAreNamespaced(t *testing.T) {
 // decision still works — EVALSHA gets NOSCRIPT and the client sends EVAL —
 // and later ones use EVALSHA again.
 func TestScriptFlushMidRun(t *testing.T) {
-	store, env := newTestUpstash(t)
+	store, env := newTestUpstashRedis(t)
 	req := Request{Buckets: []Bucket{{Key: "flush", Limit: perTen}}, Cost: 1}
 	for i := 0; i < 3; i++ {
 		if _, err := store.Allow(context.Background(), req, t0); err != nil {
@@ -184,32 +186,35 @@ func TestScriptFlushMidRun(t *testing.T) {
 	}
 }
 
-// fakeRunner is a scriptRunner returning a fixed reply or error.
+// fakeRunner is a scriptRunner returning a fixed reply (the script's
+// result as JSON) or error.
 type fakeRunner struct {
-	v   upstash.Value
+	v   string
 	err error
 }
 
-func (f fakeRunner) Run(context.Context, []string, ...any) (upstash.Value, error) { return f.v, f.err }
+func (f fakeRunner) Run(context.Context, []string, ...any) (json.RawMessage, error) {
+	return json.RawMessage(f.v), f.err
+}
 
 func TestUpstashStoreBadReplies(t *testing.T) {
-	iv := upstash.IntValue
 	req := Request{Buckets: []Bucket{{Key: "secret-caller", Limit: perTen}}, Cost: 1}
 	tests := []struct {
 		name    string
-		v       upstash.Value
+		v       string
 		err     error
 		wantErr string
 		wantIs  error
 	}{
-		{name: "not an array", v: upstash.StringValue("OK"), wantErr: "unexpected token-bucket script reply", wantIs: ErrBadReply},
-		{name: "nil", v: upstash.Value{}, wantIs: ErrBadReply},
-		{name: "too short", v: upstash.ArrayValue(iv(1), iv(5)), wantErr: "2 elements, want 3", wantIs: ErrBadReply},
-		{name: "not integers", v: upstash.ArrayValue(iv(1), upstash.StringValue("x"), iv(5)), wantErr: "element 2", wantIs: ErrBadReply},
-		{name: "bad flag", v: upstash.ArrayValue(iv(7), iv(1), iv(5)), wantErr: "allowed flag is 7", wantIs: ErrBadReply},
-		{name: "negative units", v: upstash.ArrayValue(iv(1), iv(-1), iv(5)), wantErr: "holds -1 units", wantIs: ErrBadReply},
-		{name: "float units", v: upstash.ArrayValue(iv(1), upstash.FloatValue(1.5), iv(5)), wantIs: ErrBadReply},
-		{name: "more units than the capacity", v: upstash.ArrayValue(iv(1), iv(perTen.Burst*unitsPerToken+1), iv(5)), wantErr: "units", wantIs: ErrBadReply},
+		{name: "not an array", v: `"OK"`, wantErr: "unexpected token-bucket script reply: not an array", wantIs: ErrBadReply},
+		{name: "nil", v: `null`, wantIs: ErrBadReply},
+		{name: "too short", v: `[1,5]`, wantErr: "2 elements, want 3", wantIs: ErrBadReply},
+		{name: "not integers", v: `[1,"x",5]`, wantErr: "element 2 is not an integer", wantIs: ErrBadReply},
+		{name: "integer in a string", v: `[1,"5",5]`, wantErr: "element 2 is not an integer", wantIs: ErrBadReply},
+		{name: "bad flag", v: `[7,1,5]`, wantErr: "allowed flag is 7", wantIs: ErrBadReply},
+		{name: "negative units", v: `[1,-1,5]`, wantErr: "holds -1 units", wantIs: ErrBadReply},
+		{name: "float units", v: `[1,1.5,5]`, wantIs: ErrBadReply},
+		{name: "more units than the capacity", v: fmt.Sprintf("[1,%d,5]", perTen.Burst*unitsPerToken+1), wantErr: "units", wantIs: ErrBadReply},
 		{name: "client error passes through", err: &upstash.Error{Kind: upstash.KindServer, StatusCode: 502, Message: "bad gateway"},
 			wantErr: "limiter: token-bucket script: upstash: server error (HTTP 502): bad gateway"},
 	}
@@ -252,7 +257,7 @@ func TestNewUpstashStoreConfig(t *testing.T) {
 // not "units:at" (hand-edited, or an older format) reads as full and is
 // overwritten, rather than failing every decision until it expires.
 func TestUpstashUnreadableStateIsAFullBucket(t *testing.T) {
-	store, env := newTestUpstash(t)
+	store, env := newTestUpstashRedis(t)
 	env.Redis.Do(t, "SET", "bg:junk", "hello")
 	got, err := store.Allow(context.Background(), Request{Buckets: []Bucket{{Key: "junk", Limit: perTen}}, Cost: 1}, t0)
 	if err != nil {

@@ -3,6 +3,7 @@ package upstash_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,26 +14,71 @@ import (
 	"github.com/bucketgate/bucketgate/internal/upstash"
 )
 
-// The benchmarks compare one command sent through the client with a raw
-// net/http POST of the same pre-built body to the same server, read to EOF
-// and not decoded: "raw" through http.Client.Do, "rawrt" straight to the
-// transport's RoundTrip (as the client does). The difference is the
-// client's overhead: encoding, decoding, error classification. All use a
-// context with a deadline (as the limiter does), created once.
+// BenchmarkRoundTrip compares a call through the client with a hand-written
+// net/http POST of the same body to the same server, read to EOF and not
+// decoded: "raw" through http.Client.Do, "rawrt" straight to the
+// transport's RoundTrip (as the client sends). The difference is the
+// client's own work: encoding, decoding into a typed value, error
+// classification. All use a context with a deadline (as the limiter does).
 //
-//	go test -run '^$' -bench 'RoundTrip|Codec' -benchmem -count 10 -benchtime 0.5s ./internal/upstash/
+//	fixed/*         an httptest server answering a fixed reply, so that the
+//	                server's cost is small and steady: PING -> "PONG"
+//	fixed/script-*  the same server; a limiter-like EVALSHA (2 keys, 4
+//	                arguments) answered [1,200,199,0,500], decoded into []int64
+//	upstashlocal/*  upstashlocal in front of a real redis-server: GET of a key,
+//	                and script-* the same EVALSHA running a script that
+//	                returns five integers
+//
+//	go test -run '^$' -bench RoundTrip -benchmem -count 10 -benchtime 0.5s ./internal/upstash/
+func BenchmarkRoundTrip(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var cmd []string
+		_ = json.NewDecoder(r.Body).Decode(&cmd)
+		w.Header().Set("Content-Type", "application/json")
+		if len(cmd) > 0 && cmd[0] == "EVALSHA" {
+			_, _ = io.WriteString(w, `{"result":[1,200,199,0,500]}`)
+			return
+		}
+		_, _ = io.WriteString(w, `{"result":"PONG"}`)
+	}))
+	b.Cleanup(srv.Close)
+	script := upstash.NewScript(benchScript)
+	keys := []string{"bg:k:premium:0123456789abcdef", "bg:global"}
+	args := []any{int64(1_700_000_000_000), int64(1000), int64(0), int64(864_000_000)}
+	scriptBody := mustJSON(b, append([]any{"EVALSHA", script.SHA1(), "2", keys[0], keys[1]}, "1700000000000", "1000", "0", "864000000"))
+	var str string
+	var ints []int64
+
+	run := func(prefix, url, token string, body []byte, call func(ctx context.Context, c *upstash.Client) error) {
+		b.Run(prefix+"raw", func(b *testing.B) { benchRaw(b, url, token, body, false) })
+		b.Run(prefix+"rawrt", func(b *testing.B) { benchRaw(b, url, token, body, true) })
+		b.Run(prefix+"client", func(b *testing.B) { benchClient(b, url, token, call) })
+	}
+	run("fixed/", srv.URL, benchToken, []byte(`["PING"]`),
+		func(ctx context.Context, c *upstash.Client) error { return c.Do(ctx, &str, "PING") })
+	run("fixed/script-", srv.URL, benchToken, scriptBody,
+		func(ctx context.Context, c *upstash.Client) error { return script.Run(ctx, c, &ints, keys, args...) })
+
+	env := upstashtest.StartRedis(b)
+	env.Redis.Do(b, "SET", "bench:key", "some value")
+	env.Redis.Do(b, "SCRIPT", "LOAD", benchScript)
+	run("upstashlocal/", env.URL, env.Token, []byte(`["GET","bench:key"]`),
+		func(ctx context.Context, c *upstash.Client) error { return c.Do(ctx, &str, "GET", "bench:key") })
+	run("upstashlocal/script-", env.URL, env.Token, scriptBody,
+		func(ctx context.Context, c *upstash.Client) error { return script.Run(ctx, c, &ints, keys, args...) })
+}
+
+// benchScript returns five integers, as the token-bucket script does.
+const benchScript = "return {1, tonumber(ARGV[2]) / 5, tonumber(ARGV[2]) / 5 - 1, 0, 500}"
 
 const benchToken = "bench-token-0123456789"
 
-// rawTransport has the settings of the client's default transport that
-// matter on loopback.
-func rawClient() *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		MaxIdleConns:        256,
-		MaxIdleConnsPerHost: 128,
-		ForceAttemptHTTP2:   true,
-		DisableCompression:  true,
-	}}
+func mustJSON(b *testing.B, v any) []byte {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return raw
 }
 
 func benchContext(b *testing.B) context.Context {
@@ -42,22 +88,30 @@ func benchContext(b *testing.B) context.Context {
 }
 
 // benchRaw posts body to url with the headers the client sends and reads
-// the reply to EOF.
-func benchRaw(b *testing.B, url, token string, body []byte) {
-	hc := rawClient()
-	b.Cleanup(hc.CloseIdleConnections)
+// the reply to EOF; roundTrip sends it straight to the transport instead of
+// through http.Client. The transport has the client's settings that matter
+// on loopback.
+func benchRaw(b *testing.B, url, token string, body []byte, roundTrip bool) {
+	tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 128, ForceAttemptHTTP2: true, DisableCompression: true}
+	b.Cleanup(tr.CloseIdleConnections)
+	hc := &http.Client{Transport: tr}
 	ctx := benchContext(b)
 	auth := "Bearer " + token
 	b.ReportAllocs()
 	defer reportCPU(b)()
 	for b.Loop() {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/", bytes.NewReader(body))
 		if err != nil {
 			b.Fatal(err)
 		}
 		req.Header.Set("Authorization", auth)
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := hc.Do(req)
+		var resp *http.Response
+		if roundTrip {
+			resp, err = tr.RoundTrip(req)
+		} else {
+			resp, err = hc.Do(req)
+		}
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -69,37 +123,8 @@ func benchRaw(b *testing.B, url, token string, body []byte) {
 	}
 }
 
-// benchRawTransport is benchRaw without http.Client: the request goes
-// straight to the transport's RoundTrip, as the client sends it. It is the
-// least net/http work a POST can cost.
-func benchRawTransport(b *testing.B, url, token string, body []byte) {
-	tr := rawClient().Transport
-	b.Cleanup(tr.(*http.Transport).CloseIdleConnections)
-	ctx := benchContext(b)
-	auth := "Bearer " + token
-	b.ReportAllocs()
-	defer reportCPU(b)()
-	for b.Loop() {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-		if err != nil {
-			b.Fatal(err)
-		}
-		req.Header.Set("Authorization", auth)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := tr.RoundTrip(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			b.Fatalf("status %d", resp.StatusCode)
-		}
-	}
-}
-
-// benchClient sends the command through the client.
-func benchClient(b *testing.B, url, token string, args ...any) {
+// benchClient makes the call through a client.
+func benchClient(b *testing.B, url, token string, call func(context.Context, *upstash.Client) error) {
 	c, err := upstash.New(upstash.Config{URL: url, Token: token})
 	if err != nil {
 		b.Fatal(err)
@@ -109,7 +134,7 @@ func benchClient(b *testing.B, url, token string, args ...any) {
 	b.ReportAllocs()
 	defer reportCPU(b)()
 	for b.Loop() {
-		if _, err := c.Do(ctx, args...); err != nil {
+		if err := call(ctx, c); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -125,29 +150,4 @@ func reportCPU(b *testing.B) func() {
 			b.ReportMetric(float64(end-start)/float64(b.N), "cpu-ns/op")
 		}
 	}
-}
-
-// BenchmarkRoundTrip/fixed: an httptest server answering a fixed reply, so
-// that the server's cost is as small and steady as possible.
-// BenchmarkRoundTrip/upstashlocal: the project's Upstash-compatible server
-// and a real redis-server.
-func BenchmarkRoundTrip(b *testing.B) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"result":"PONG"}`)
-	}))
-	b.Cleanup(srv.Close)
-	b.Run("fixed/raw", func(b *testing.B) { benchRaw(b, srv.URL+"/", benchToken, []byte(`["PING"]`)) })
-	b.Run("fixed/rawrt", func(b *testing.B) { benchRawTransport(b, srv.URL+"/", benchToken, []byte(`["PING"]`)) })
-	b.Run("fixed/client", func(b *testing.B) { benchClient(b, srv.URL, benchToken, "PING") })
-
-	// The real stack: upstashlocal in front of redis-server, GET of a key.
-	env := upstashtest.Start(b)
-	env.Redis.Do(b, "SET", "bench:key", "some value")
-	b.Run("upstashlocal/raw", func(b *testing.B) { benchRaw(b, env.URL+"/", env.Token, []byte(`["GET","bench:key"]`)) })
-	b.Run("upstashlocal/rawrt", func(b *testing.B) {
-		benchRawTransport(b, env.URL+"/", env.Token, []byte(`["GET","bench:key"]`))
-	})
-	b.Run("upstashlocal/client", func(b *testing.B) { benchClient(b, env.URL, env.Token, "GET", "bench:key") })
 }
