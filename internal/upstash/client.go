@@ -119,11 +119,12 @@ func (c *Client) CloseIdleConnections() {
 // discards the result). A Redis error is a *Error of KindCommand.
 //
 // args are the command name and its arguments: string, []byte (valid
-// UTF-8) or any Go integer type, sent as JSON strings (integers in base
-// 10). Anything else, or a string that is not valid UTF-8, is refused with
-// an error wrapping ErrInvalidArgument before anything is sent: a JSON
-// string cannot carry other bytes, and replacing them would change a key
-// or a value.
+// UTF-8) or one of Go's integer types (int, int8 ... uint64; not a named
+// type such as time.Duration, whose unit would be lost), sent as JSON
+// strings (integers in base 10). Anything else, or a string that is not
+// valid UTF-8, is refused with an error wrapping ErrInvalidArgument before
+// anything is sent: a JSON string cannot carry other bytes, and replacing
+// them would change a key or a value.
 func (c *Client) Do(ctx context.Context, out any, args ...any) error {
 	if err := c.check(ctx, out); err != nil {
 		return err
@@ -309,7 +310,11 @@ func (c *Client) post(ctx context.Context, body []byte) ([]byte, int, error) {
 	if resp.ContentLength > c.maxReply {
 		return nil, resp.StatusCode, c.callError(ctx, errTooLarge, resp.StatusCode)
 	}
-	reply, err := readBody(resp.Body, resp.ContentLength, c.maxReply)
+	lr := &io.LimitedReader{R: resp.Body, N: c.maxReply + 1}
+	reply, err := io.ReadAll(lr)
+	if err == nil && lr.N <= 0 {
+		err = errTooLarge
+	}
 	if err != nil {
 		return nil, resp.StatusCode, c.callError(ctx, err, resp.StatusCode)
 	}
@@ -317,36 +322,6 @@ func (c *Client) post(ctx context.Context, body []byte) ([]byte, int, error) {
 }
 
 var errTooLarge = errors.New("reply too large")
-
-// readBody reads r to EOF, failing with errTooLarge past limit bytes. cl is
-// the Content-Length, or -1.
-func readBody(r io.Reader, cl, limit int64) ([]byte, error) {
-	size := int64(512)
-	if cl >= 0 {
-		size = cl + 1 // +1: room for the read that sees EOF
-	}
-	b := make([]byte, 0, min(size, limit+1))
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		room := b[len(b):cap(b)]
-		if left := limit + 1 - int64(len(b)); int64(len(room)) > left {
-			room = room[:left]
-		}
-		n, err := r.Read(room)
-		b = b[:len(b)+n]
-		if int64(len(b)) > limit {
-			return nil, errTooLarge
-		}
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-}
 
 // callError classifies a failure of the HTTP exchange.
 func (c *Client) callError(ctx context.Context, err error, status int) *Error {
