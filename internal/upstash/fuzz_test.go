@@ -88,8 +88,16 @@ func FuzzClientReply(f *testing.F) {
 				t.Fatalf("%s: unknown kind %d", what, ue.Kind)
 			}
 			msg := err.Error()
-			if msg == "" || strings.Contains(msg, token[:8]) {
-				t.Fatalf("%s: error text %q is empty or holds (a prefix of) the token", what, msg)
+			if msg == "" || strings.Contains(msg, token) {
+				t.Fatalf("%s: error text %q is empty or holds the token", what, msg)
+			}
+			// Nor a piece of it left by the bound on messages: the token's
+			// prefix appears only where the server's message has it apart
+			// from whole tokens.
+			var reply struct{ Error string }
+			_ = json.Unmarshal(body, &reply)
+			if strings.Contains(msg, token[:8]) && !strings.Contains(strings.ReplaceAll(reply.Error, token, ""), token[:8]) {
+				t.Fatalf("%s: error text %q holds a prefix of the token", what, msg)
 			}
 			if len(msg) > 1024 {
 				t.Fatalf("%s: error text of %d bytes", what, len(msg))
