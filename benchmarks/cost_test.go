@@ -70,7 +70,7 @@ func peerCost(t testing.TB, up *upstashtest.Env, prefix string, callers, perCall
 // one request per allowed decision (the burst), every denial answered from
 // the deny cache.
 func TestSmokeCost(t *testing.T) {
-	up := upstashtest.Start(t)
+	up := upstashtest.StartRedis(t)
 	t.Run("allowed", func(t *testing.T) {
 		got := ourRun(t, up, 1, 3, 4)
 		want := costRun{calls: 12, allowed: 12, bySource: map[string]int{"upstash": 12}, requests: 12,
@@ -96,7 +96,7 @@ func TestSmokeCost(t *testing.T) {
 // bill: 4 commands per allowed call, 2 per denial, and with the ephemeral
 // cache one denial from Redis, then none.
 func TestSmokePeer(t *testing.T) {
-	up := upstashtest.Start(t)
+	up := upstashtest.StartRedis(t)
 	got := peerCost(t, up, "smoke", 1, 15, true)
 	want := costRun{calls: 15, allowed: 10, requests: 11,
 		commands: commandStats{"evalsha": 11, "hmget": 11, "hset": 10, "pexpire": 10}}
@@ -108,7 +108,7 @@ func TestSmokePeer(t *testing.T) {
 // benchCost is figure 1: Upstash requests and Redis commands per decision,
 // bucketgate and @upstash/ratelimit against the same server, in one run.
 func benchCost(t *testing.T) {
-	up := upstashtest.Start(t)
+	up := upstashtest.StartRedis(t)
 	rep := newReport(t, "Upstash cost per decision")
 	const callers, perCaller, flood = 100, 10, 1000
 

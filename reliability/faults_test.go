@@ -243,7 +243,7 @@ func awaitUpstash(t *testing.T, st *stack, key string) (time.Duration, *tally) {
 // the same decision; nothing falls back and later decisions use EVALSHA
 // again.
 func TestNoScriptAfterScriptFlush(t *testing.T) {
-	env := upstashtest.Start(t)
+	env := upstashtest.StartRedis(t)
 	px := faultproxy.Start(t, env.URL)
 	// A generous LIMITER_TIMEOUT: this test is about NOSCRIPT handling (two
 	// round trips in one decision), not the timeout; with the default
@@ -321,7 +321,7 @@ func TestRedisRestartUnderLoad(t *testing.T) {
 }
 
 func restartUnderLoad(t *testing.T, keys *keySet, downtime time.Duration) {
-	env := upstashtest.Start(t)
+	env := upstashtest.StartRedis(t)
 	st := newStack(t, upstashEnv(env.URL, env.Token, keys))
 	bound := st.timeout + margin
 

@@ -73,7 +73,7 @@ func TestHTTPFaults(t *testing.T) {
 }
 
 func httpFaultScenario(t *testing.T, keys *keySet, tt httpFault) {
-	env := upstashtest.Start(t)
+	env := upstashtest.StartRedis(t)
 	px := faultproxy.Start(t, env.URL)
 	api := startLocalAPI(t, upstashEnv(px.URL, env.Token, keys, tt.env...), 1)
 	bound := limiter.DefaultTimeout + margin

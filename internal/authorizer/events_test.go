@@ -98,7 +98,7 @@ func TestEventFixtures(t *testing.T) {
 	if len(files) != len(wants) {
 		t.Errorf("%d authorizer events, %d expectations: keep them in step", len(files), len(wants))
 	}
-	up := upstashtest.Start(t)
+	up := upstashtest.StartRedis(t)
 	for _, f := range files {
 		name := filepath.Base(f)
 		t.Run(name, func(t *testing.T) {

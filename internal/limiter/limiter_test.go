@@ -618,7 +618,7 @@ func TestDenyCache(t *testing.T) {
 func TestDenyCacheNeverDeniesWhatTheStoreAllows(t *testing.T) {
 	h := newHarnessWith(t, Config{}, UpstashConfig{SettingsTTL: time.Hour})
 	bare := newMemory(t, MemoryConfig{})
-	limits := map[string]Limit{"a": perTen, "b": global3, "c": oddRate, "d": fast}
+	limits := map[string]Limit{"a": perTen, "b": global3, "c": oddRate, "d": odd7}
 	names := []string{"a", "b", "c", "d"}
 	rng := rand.New(rand.NewPCG(3, 4))
 	cacheHits := 0

@@ -144,7 +144,7 @@ func TestStoresAgreeWithPolicies(t *testing.T) {
 		"a": {Key: "a", Limit: perTen, Scope: ScopeTier},
 		"b": {Key: "b", Limit: global3, Scope: ScopeAll},
 		"c": {Key: "c", Limit: oddRate},
-		"d": {Key: "d", Limit: fast, Scope: ScopeTier},
+		"d": {Key: "d", Limit: odd7, Scope: ScopeTier},
 		"q": {Key: "q", Quota: Quota{Limit: 12, Period: QuotaDay}},
 		"w": {Key: "w", Quota: Quota{Limit: 40, Period: QuotaWeek}},
 	}
@@ -162,7 +162,16 @@ func TestStoresAgreeWithPolicies(t *testing.T) {
 			now = now.Add(-time.Duration(rng.IntN(5000)) * time.Millisecond)
 		}
 		if rng.IntN(25) == 0 { // an operator changes the limits
-			s := Scale{Factor: []float64{0.2, 0.5, 1.7, 3, 0.013}[rng.IntN(5)], Start: now.Add(-time.Duration(rng.IntN(5000)) * time.Millisecond)}
+			// Keys expire when their bucket would be full under the factors
+			// they were written with: Redis in real time, the memory store
+			// in this test's time. Lower factors would make a key live too
+			// short under the new ones, so the two stores would see
+			// different keys; let every bucket fill up first (10 minutes
+			// is longer than any window here), and only raise factors after
+			// (a ramp back to 1 from below, an expiry). Factors above 1 have
+			// their own case (TestLiveFactorsAboveOne).
+			now = now.Add(10 * time.Minute)
+			s := Scale{Factor: []float64{0.2, 0.5, 0.75, 0.013}[rng.IntN(4)], Start: now.Add(-time.Duration(rng.IntN(5000)) * time.Millisecond)}
 			if rng.IntN(2) == 0 {
 				s.Tier = tiers[rng.IntN(2)]
 			}
@@ -274,7 +283,45 @@ func TestDenyCacheExactWithPolicies(t *testing.T) {
 // setKey sets a Redis key through the client (as cmd/limits would).
 func setKey(t testing.TB, c *upstash.Client, key, value string) {
 	t.Helper()
-	if _, err := c.Do(context.Background(), "SET", key, value); err != nil {
+	if err := c.Do(context.Background(), nil, "SET", key, value); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLiveFactorsAboveOne: a factor of 2 for one tier doubles its buckets'
+// burst and rate, on both stores alike; other tiers and unscaled buckets
+// keep theirs.
+func TestLiveFactorsAboveOne(t *testing.T) {
+	ups, env := newTestUpstash(t, UpstashConfig{})
+	setter, _ := newStoreOn(t, env, UpstashConfig{})
+	scales := []Scale{{Tier: "premium", Factor: 2, Start: t0.Add(-time.Minute)}}
+	setKey(t, setter.client, DefaultPrefix+settingsKeySuffix, FormatScales(scales))
+	mem, err := NewMemoryStore(MemoryConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		tier      string
+		scope     Scope
+		wantLimit int64
+		wantLeft  int64
+	}{
+		{"premium", ScopeTier, 20, 19},  // doubled
+		{"premium", ScopeNone, 10, 9},   // a bucket live factors never touch
+		{"anonymous", ScopeTier, 10, 9}, // another tier
+	}
+	for i, tt := range tests {
+		req := Request{Tier: tt.tier, Cost: 1, Buckets: []Bucket{{Key: fmt.Sprintf("f%d", i), Limit: perTen, Scope: tt.scope}}}
+		got := mustDecide(t, ups, req, t0)
+		var ps [1]params
+		resolve(req, liveFactors(scales, tt.tier, ppmOne, t0.UnixMilli()), t0, ps[:])
+		want := mem.decide(req, ps[:], t0.UnixMilli())
+		want.Source, got.UpstashLatency = SourceUpstash, 0
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s %v: upstash differs from memory (-memory +upstash):\n%s", tt.tier, tt.scope, diff)
+		}
+		if got.Limit != tt.wantLimit || got.Remaining != tt.wantLeft || got.Window != perTen.Window() {
+			t.Errorf("%s %v: limit %d remaining %d window %v, want %d %d %v", tt.tier, tt.scope, got.Limit, got.Remaining, got.Window, tt.wantLimit, tt.wantLeft, perTen.Window())
+		}
 	}
 }

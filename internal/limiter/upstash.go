@@ -182,7 +182,7 @@ func (u *UpstashStore) decide(ctx context.Context, req Request, now time.Time) (
 
 	var reply []json.RawMessage
 	start := time.Now()
-	err := runScript(ctx, u.client, &reply, keys, args...)
+	err := decideScript.Run(ctx, u.client, &reply, keys, args...)
 	latency := time.Since(start)
 	if err != nil {
 		return Result{UpstashLatency: latency}, fmt.Errorf("limiter: decision script: %w", err)

@@ -13,6 +13,9 @@
 //	                   (other than _token) as NAME VALUE pairs: POST /set/k?EX=100
 //
 // PUT is accepted wherever POST is, HEAD wherever GET is; other methods get 405.
+// A Server is a plain http.Handler; to serve it over HTTPS, as Upstash does,
+// SelfSignedCert makes a certificate clients can be told to trust
+// (cmd/upstash-local --tls-self-signed).
 // JSON arguments may be strings, numbers (forwarded as their JSON text) or
 // booleans (forwarded as "true"/"false", because @upstash/redis sends them
 // unconverted); null, arrays and objects are rejected with 400.
