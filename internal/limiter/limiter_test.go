@@ -398,7 +398,7 @@ func TestBreaker(t *testing.T) {
 	}
 }
 
-// TestRecoveryWithinTenSeconds: DESIGN requires decisions to return to the
+// TestRecoveryWithinTenSeconds: README promises decisions return to the
 // shared store within 10 s of it recovering, whenever the recovery happens.
 func TestRecoveryWithinTenSeconds(t *testing.T) {
 	const every = 100 * time.Millisecond // one request per 100 ms
