@@ -101,7 +101,7 @@ type emfMetric struct {
 
 var (
 	emfCounts = emfDirective{
-		Namespace:  MetricsNamespace,
+		Namespace: MetricsNamespace,
 		// [] is the total over every tier and route, which alarms need
 		// (they cannot SEARCH); the EMF specification allows an empty set.
 		Dimensions: [][]string{{}, {"Tier"}, {"Route"}},
