@@ -1,7 +1,8 @@
 # bucketgate: rate limiting for API Gateway REST APIs, on Upstash Redis.
 #
-#   make run     local API on :3000 (embedded Upstash-compatible store, demo keys)
-#   make test    the whole suite; installs redis-server and the npm test tools when missing
+#   make run     local API on :3000 (embedded Upstash-compatible store, demo keys,
+#                live dashboard at http://127.0.0.1:3000/_local/)
+#   make test    the whole suite; installs redis-server, chromium and the npm test tools when missing
 #   make build   linux/arm64 bootstrap binaries for both functions (bin/<function>/bootstrap)
 #   make bench   benchmarks (numbers go to docs/BENCHMARKS.md)
 #
@@ -38,6 +39,9 @@ test-deps:
 	@command -v node >/dev/null 2>&1 || { \
 		echo "installing nodejs"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing chromium (the dashboard's browser test)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@[ -d $(NPM_DIR)/node_modules ] && [ $(NPM_DIR)/node_modules/.package-lock.json -nt $(NPM_DIR)/package-lock.json ] || { \
 		echo "npm ci in $(NPM_DIR)"; cd $(NPM_DIR) && npm ci --no-audit --no-fund --loglevel=error; }
 
@@ -47,7 +51,8 @@ test: test-deps
 
 # The local API on :3000: both functions built for this machine, run as warm
 # processes behind an API Gateway emulator, with an embedded
-# Upstash-compatible store and fresh demo keys in tmp/local-keys.json.
+# Upstash-compatible store and fresh demo keys in tmp/local-keys.json. The
+# banner prints the dashboard's URL (/_local/).
 run:
 	$(GO) run ./cmd/local start-api --port 3000 --demo-keys tmp/local-keys.json
 
@@ -60,7 +65,7 @@ bench: test-deps
 	@mkdir -p bin
 	BUCKETGATE_INTEGRATION=1 BUCKETGATE_BENCH=1 BUCKETGATE_BENCH_OUT=$(CURDIR)/bin/bench-results.md \
 		$(GO) test -count=1 -timeout 20m -run '^TestBench$$' -v ./benchmarks/
-	BUCKETGATE_INTEGRATION=1 $(GO) test -run '^$$' -bench 'RoundTrip|Codec' -benchmem -benchtime 0.5s ./internal/upstash/
+	BUCKETGATE_INTEGRATION=1 $(GO) test -run '^$$' -bench RoundTrip -benchmem -benchtime 0.5s ./internal/upstash/
 	BUCKETGATE_INTEGRATION=1 $(GO) test -run '^$$' -bench . -benchmem -benchtime 0.5s ./internal/limiter/ ./internal/predict/
 	cd bench && $(GO) test -run '^$$' -bench . -benchmem
 
@@ -70,10 +75,11 @@ FUZZ_TARGETS := \
 	./internal/limiter:FuzzParseLimit ./internal/limiter:FuzzParseTierLimits \
 	./internal/limiter:FuzzParseRouteCosts ./internal/limiter:FuzzParseFailureMode \
 	./internal/limiter:FuzzUpstashReply \
-	./internal/upstash:FuzzParseSingle ./internal/upstash:FuzzAppendString ./internal/upstash:FuzzClientReply \
+	./internal/upstash:FuzzClientReply \
 	./internal/authorizer:FuzzHandleEvent ./internal/authorizer:FuzzLoadSettings \
 	./internal/local/sam:FuzzRenderTemplate ./internal/local/sam:FuzzMappingValue ./internal/local/sam:FuzzGatewayResponses \
-	./internal/predict:FuzzParseInputs ./internal/local/upstashlocal:FuzzParse
+	./internal/predict:FuzzParseInputs ./internal/local/upstashlocal:FuzzParse \
+	./internal/local/startapi/dashboard:FuzzObserve
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -34,17 +34,25 @@ import (
 
 const modulePath = "github.com/bucketgate/bucketgate"
 
-// Logical IDs DESIGN.md fixes.
+// Logical IDs README documents.
 const (
 	authorizerID = "AuthorizerFunction"
 	predictID    = "PredictFunction"
 	tableID      = "ApiKeysTable"
 	apiID        = "RateLimitedApi"
+	dashboardID  = "RateLimitDashboard"
+	fallbackID   = "UpstashFallbackAlarm"
+	errorAlarmID = "AuthorizerErrorAlarm"
 )
 
-// designDefaults is DESIGN.md's configuration table: variable → default
+// designDefaults is README's configuration table: variable → default
 // ("" = unset). Every variable must be declared on the authorizer.
 var designDefaults = map[string]string{
+	"ROUTE_LIMITS":             "",
+	"GLOBAL_LIMIT":             "",
+	"LIMIT_MESSAGE":            "Too Many Requests",
+	"WARMUP":                   "",
+	"LIMITER_SHADOW":           "false",
 	"UPSTASH_REDIS_REST_URL":   "",
 	"UPSTASH_REDIS_REST_TOKEN": "",
 	"TIER_LIMITS":              "anonymous=6/minute:burst=10,authenticated=30/minute:burst=50,premium=120/minute:burst=200",
@@ -73,6 +81,9 @@ func TestTemplateResources(t *testing.T) {
 		predictID:    sam.TypeFunction,
 		apiID:        sam.TypeAPI,
 		tableID:      "AWS::DynamoDB::Table",
+		dashboardID:  "AWS::CloudWatch::Dashboard",
+		fallbackID:   "AWS::CloudWatch::Alarm",
+		errorAlarmID: "AWS::CloudWatch::Alarm",
 	}
 	got := map[string]string{}
 	for id, r := range tpl.Resources {
@@ -219,8 +230,12 @@ func isLiteralZero(v any) bool {
 // sampleDecision is a denial with every field distinct, so a header mapped
 // to the wrong context key shows.
 var sampleDecision = authctx.Decision{
-	Tier: "authenticated", Caller: "key_6nlbpuh2foiif3uv", Limit: 50, Remaining: 2,
-	Reset: 96, RetryAfter: 7, Source: "upstash", Cost: 5, Window: 100,
+	Tier: "authenticated", Caller: "key_6nlbpuh2foiif3uv", RetryAfter: 7, Source: "upstash", Cost: 5,
+	Message: `Slow down, \"authenticated\"`, Deciding: 1,
+	Policies: []authctx.Policy{
+		{Name: "authenticated", Limit: 50, Remaining: 12, Reset: 76, Window: 100},
+		{Name: "route:POST /predict/batch", Limit: 6, Remaining: 2, Reset: 96, Window: 120},
+	},
 }
 
 // contextLookup resolves gateway-response mapping sources from an
@@ -316,7 +331,8 @@ func TestTemplateGatewayResponses(t *testing.T) {
 			t.Fatalf("rendered body %s is not JSON: %v", body, err)
 		}
 		want := map[string]any{
-			"message": "Too Many Requests", "retryAfter": 7.0, "limit": 50.0, "remaining": 2.0, "reset": 96.0, "tier": "authenticated",
+			"message": `Slow down, "authenticated"`, "retryAfter": 7.0, "limit": 6.0, "remaining": 2.0, "reset": 96.0,
+			"tier": "authenticated", "policy": "route:POST /predict/batch",
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("rendered body mismatch (-want +got):\n%s", diff)
@@ -386,7 +402,7 @@ func TestTemplateParameters(t *testing.T) {
 	}
 	env := fns[authorizerID].Environment
 
-	t.Run("every DESIGN variable declared with its default", func(t *testing.T) {
+	t.Run("every configuration variable declared with its default", func(t *testing.T) {
 		got := map[string]string{}
 		for k := range designDefaults {
 			v, ok := env[k]
@@ -405,6 +421,8 @@ func TestTemplateParameters(t *testing.T) {
 			"TierLimits": "anonymous=1/second", "RouteCosts": "POST /predict=2", "PremiumRoutes": "/vip/",
 			"LimiterTimeout": "80ms", "LimiterFailureMode": "closed", "LogLevel": "debug",
 			"UpstashRedisRestUrl": "https://example.upstash.io", "UpstashRedisRestToken": "tok",
+			"RouteLimits": "POST /predict=10/minute", "GlobalLimit": "100/second", "LimitMessage": "wait {retryAfter}s",
+			"Warmup": "0.5/5m", "LimiterShadow": "true",
 		}
 		fns, err := tpl.Functions(params)
 		if err != nil {
@@ -416,6 +434,8 @@ func TestTemplateParameters(t *testing.T) {
 			"LIMITER_TIMEOUT": "80ms", "LIMITER_FAILURE_MODE": "closed", "LOG_LEVEL": "debug",
 			"UPSTASH_REDIS_REST_URL": "https://example.upstash.io", "UPSTASH_REDIS_REST_TOKEN": "tok",
 			"API_KEYS_TABLE": tableID, "API_KEYS_FILE": "",
+			"ROUTE_LIMITS": "POST /predict=10/minute", "GLOBAL_LIMIT": "100/second", "LIMIT_MESSAGE": "wait {retryAfter}s",
+			"WARMUP": "0.5/5m", "LIMITER_SHADOW": "true",
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("environment mismatch (-want +got):\n%s", diff)
@@ -624,9 +644,140 @@ func TestTemplateOutputs(t *testing.T) {
 		"ApiKeysTableName":      tableID,
 		"AuthorizerFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:" + authorizerID,
 		"PredictFunctionArn":    "arn:aws:lambda:us-east-1:123456789012:function:" + predictID,
+		"DashboardUrl":          "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards:name=local-rate-limits",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("outputs mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// DashboardMetric is one metric a dashboard widget or an alarm reads: its
+// namespace, name, and the dimension names it is filtered or searched by.
+type DashboardMetric struct {
+	Namespace, Name string
+	Dimensions      string // sorted, comma-joined dimension names ("" = none)
+}
+
+var searchExpr = regexp.MustCompile(`^SEARCH\('\{([^}]*)\} MetricName="([A-Za-z0-9]+)"', '[A-Za-z0-9]+', [0-9]+\)$`)
+
+// TemplateMetrics resolves the dashboard body and the alarms with
+// parameters params and returns every metric they read. The dashboard body
+// must be JSON after substitution; widgets name metrics as
+// [namespace, name, {options}] or through SEARCH('{namespace,dims}
+// MetricName="..."').
+func TemplateMetrics(t *testing.T, params map[string]string) []DashboardMetric {
+	t.Helper()
+	tpl := loadTemplate(t)
+	raw, err := tpl.Resolve(tpl.Resources[dashboardID].Properties["DashboardBody"], params)
+	if err != nil {
+		t.Fatalf("dashboard body: %v", err)
+	}
+	var body struct {
+		Widgets []struct {
+			Type       string
+			Properties struct {
+				Metrics [][]any
+				Alarms  []string
+				Region  string
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(raw.(string)), &body); err != nil {
+		t.Fatalf("dashboard body is not JSON after substitution: %v\n%s", err, raw)
+	}
+	var out []DashboardMetric
+	for i, w := range body.Widgets {
+		if w.Type == "metric" && w.Properties.Region != "us-east-1" {
+			t.Errorf("widget %d: region %q, want the stack's", i, w.Properties.Region)
+		}
+		if w.Type == "alarm" && len(w.Properties.Alarms) != 2 {
+			t.Errorf("alarm widget lists %v", w.Properties.Alarms)
+		}
+		for _, m := range w.Properties.Metrics {
+			if len(m) == 1 {
+				opts, _ := m[0].(map[string]any)
+				expr, _ := opts["expression"].(string)
+				g := searchExpr.FindStringSubmatch(expr)
+				if g == nil {
+					t.Errorf("widget %d: expression %q is not a SEARCH this test reads", i, expr)
+					continue
+				}
+				parts := strings.Split(g[1], ",")
+				dims := append([]string(nil), parts[1:]...)
+				sort.Strings(dims)
+				out = append(out, DashboardMetric{Namespace: parts[0], Name: g[2], Dimensions: strings.Join(dims, ",")})
+				continue
+			}
+			ns, _ := m[0].(string)
+			name, _ := m[1].(string)
+			var dims []string
+			for j := 2; j+1 < len(m); j += 2 {
+				if d, ok := m[j].(string); ok {
+					dims = append(dims, d)
+				}
+			}
+			sort.Strings(dims)
+			out = append(out, DashboardMetric{Namespace: ns, Name: name, Dimensions: strings.Join(dims, ",")})
+		}
+	}
+	for _, id := range []string{fallbackID, errorAlarmID} {
+		v, err := tpl.Resolve(tpl.Resources[id].Properties, params)
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		p := v.(map[string]any)
+		var dims []string
+		if ds, ok := p["Dimensions"].([]any); ok {
+			for _, d := range ds {
+				dims = append(dims, d.(map[string]any)["Name"].(string))
+			}
+		}
+		sort.Strings(dims)
+		out = append(out, DashboardMetric{Namespace: p["Namespace"].(string), Name: p["MetricName"].(string), Dimensions: strings.Join(dims, ",")})
+	}
+	return out
+}
+
+func TestTemplateDashboardAndAlarms(t *testing.T) {
+	metrics := TemplateMetrics(t, nil)
+	if len(metrics) < 10 {
+		t.Fatalf("only %d metrics found: the parser missed widgets", len(metrics))
+	}
+	seen := map[DashboardMetric]bool{}
+	for _, m := range metrics {
+		seen[m] = true
+	}
+	// The graphs the monitoring section promises.
+	for _, want := range []DashboardMetric{
+		{"Bucketgate", "Allowed", "Tier"}, {"Bucketgate", "Denied", "Tier"}, {"Bucketgate", "Forbidden", "Tier"}, {"Bucketgate", "Unauthorized", "Tier"},
+		{"Bucketgate", "Allowed", "Route"}, {"Bucketgate", "Denied", "Route"}, {"Bucketgate", "Denied", "Policy"},
+		{"Bucketgate", "Fallback", ""}, {"Bucketgate", "DecisionLatency", ""}, {"Bucketgate", "UpstashLatency", ""},
+		{"AWS/ApiGateway", "5XXError", "ApiName,Stage"},
+	} {
+		if !seen[want] {
+			t.Errorf("the dashboard and alarms read no %+v", want)
+		}
+	}
+	// The alarms notify the topic when one is given, and nobody otherwise.
+	tpl := loadTemplate(t)
+	for _, tc := range []struct {
+		topic string
+		want  []any
+	}{{"", nil}, {"arn:aws:sns:us-east-1:123456789012:ops", []any{"arn:aws:sns:us-east-1:123456789012:ops"}}} {
+		v, err := tpl.Resolve(tpl.Resources[fallbackID].Properties, map[string]string{"AlarmTopicArn": tc.topic})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := v.(map[string]any)["AlarmActions"].([]any)
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("AlarmActions with topic %q (-want +got):\n%s", tc.topic, diff)
+		}
+	}
+	// The error alarm watches the API this stack creates.
+	api := tpl.Resources[apiID].Properties["Name"]
+	name, err := tpl.Resolve(api, nil)
+	if err != nil || name != "local-api" {
+		t.Errorf("API name = %v, %v; want local-api (the alarm's ApiName)", name, err)
 	}
 }
 

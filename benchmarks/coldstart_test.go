@@ -131,7 +131,7 @@ func benchColdStart(t *testing.T) {
 		sizeRows = append(sizeRows, []string{fn.name, fmtMB(sa), fmt.Sprintf("%.0f%%", 100*float64(sa)/15e6), fmtMB(sh)})
 	}
 
-	up := upstashtest.Start(t)
+	up := upstashtest.StartRedis(t)
 	keysFile := filepath.Join(tmp, "keys.json")
 	newKey(t, keysFile, "authenticated")
 	authEnv := func(extra map[string]string) map[string]string {

@@ -65,16 +65,16 @@ func peerCost(t testing.TB, up *upstashtest.Env, prefix string, callers, perCall
 }
 
 // TestSmokeCost checks, on a few decisions against a real redis-server, what
-// the cost figure rests on: one Upstash request and three Redis commands
-// (EVALSHA, MGET, SET) per allowed decision; a flood from one caller costs
+// the cost figure rests on: one Upstash request and two Redis commands
+// (EVALSHA, SET ... GET) per allowed decision of one container; a flood from one caller costs
 // one request per allowed decision (the burst), every denial answered from
 // the deny cache.
 func TestSmokeCost(t *testing.T) {
-	up := upstashtest.Start(t)
+	up := upstashtest.StartRedis(t)
 	t.Run("allowed", func(t *testing.T) {
 		got := ourRun(t, up, 1, 3, 4)
 		want := costRun{calls: 12, allowed: 12, bySource: map[string]int{"upstash": 12}, requests: 12,
-			commands: commandStats{"evalsha": 12, "mget": 12, "set": 12}}
+			commands: commandStats{"evalsha": 12, "set": 12}}
 		if diff := cmp.Diff(want, got, cmp.AllowUnexported(costRun{})); diff != "" {
 			t.Errorf("cost (-want +got):\n%s", diff)
 		}
@@ -85,7 +85,7 @@ func TestSmokeCost(t *testing.T) {
 		// the flood costs ten Upstash requests, the burst.
 		got := ourRun(t, up, 2, 1, 30)
 		want := costRun{calls: 30, allowed: 10, bySource: map[string]int{"upstash": 10, "cache": 20}, requests: 10,
-			commands: commandStats{"evalsha": 10, "mget": 10, "set": 10}}
+			commands: commandStats{"evalsha": 10, "set": 10}}
 		if diff := cmp.Diff(want, got, cmp.AllowUnexported(costRun{})); diff != "" {
 			t.Errorf("cost (-want +got):\n%s", diff)
 		}
@@ -96,7 +96,7 @@ func TestSmokeCost(t *testing.T) {
 // bill: 4 commands per allowed call, 2 per denial, and with the ephemeral
 // cache one denial from Redis, then none.
 func TestSmokePeer(t *testing.T) {
-	up := upstashtest.Start(t)
+	up := upstashtest.StartRedis(t)
 	got := peerCost(t, up, "smoke", 1, 15, true)
 	want := costRun{calls: 15, allowed: 10, requests: 11,
 		commands: commandStats{"evalsha": 11, "hmget": 11, "hset": 10, "pexpire": 10}}
@@ -108,7 +108,7 @@ func TestSmokePeer(t *testing.T) {
 // benchCost is figure 1: Upstash requests and Redis commands per decision,
 // bucketgate and @upstash/ratelimit against the same server, in one run.
 func benchCost(t *testing.T) {
-	up := upstashtest.Start(t)
+	up := upstashtest.StartRedis(t)
 	rep := newReport(t, "Upstash cost per decision")
 	const callers, perCaller, flood = 100, 10, 1000
 

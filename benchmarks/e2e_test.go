@@ -202,7 +202,7 @@ func benchE2E(t *testing.T) {
 	for i := range keys {
 		keys[i] = newKey(t, keysFile, "bench")
 	}
-	up := upstashtest.Start(t)
+	up := upstashtest.StartRedis(t)
 	backends := []struct {
 		name string
 		env  map[string]string

@@ -332,6 +332,11 @@ func newAuthorizer(t testing.TB, up *upstashtest.Env, env map[string]string) *au
 		"UPSTASH_REDIS_REST_URL":   up.URL,
 		"UPSTASH_REDIS_REST_TOKEN": up.Token,
 		"API_KEYS_FILE":            filepath.Join(t.TempDir(), "keys.json"),
+		// The smoke tests assert where decisions come from (upstash,
+		// cache); a loaded machine must not turn a slow healthy call into a
+		// fallback. Measurements are unaffected: a call that timed out
+		// would not be the figure measured anyway.
+		"LIMITER_TIMEOUT": "5s",
 	}
 	for k, v := range env {
 		vars[k] = v

@@ -87,7 +87,7 @@ func latencyProbes(t testing.TB, up *upstashtest.Env) []probe {
 	}
 	t.Cleanup(client.CloseIdleConnections)
 	ctx := context.Background()
-	if _, err := client.Do(ctx, "SET", "bench:probe", "0:0"); err != nil {
+	if err := client.Do(ctx, nil, "SET", "bench:probe", "0:0"); err != nil {
 		t.Fatalf("SET: %v", err)
 	}
 	allowed := newAuthorizer(t, up, nil)
@@ -100,7 +100,7 @@ func latencyProbes(t testing.TB, up *upstashtest.Env) []probe {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lim, err := limiter.New(limiter.Config{Upstash: store})
+	lim, err := limiter.New(limiter.Config{Upstash: store, Timeout: 5 * time.Second}) // as newAuthorizer's LIMITER_TIMEOUT
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func latencyProbes(t testing.TB, up *upstashtest.Env) []probe {
 	// arguments are the anonymous tier's (10 tokens of 86,400,000 units,
 	// 8,640 units per ms; see decide.lua), cost 1 token, no guess.
 	rawEval := rawHTTPBody(t, up)
-	if _, err := upstash.NewScript(limiter.ScriptSource).Run(ctx, client, []string{"bench:load"}, time.Now().UnixMilli(), 1, 2000, 1, 0, "", 1000000, 1000000, "", "t", 864_000_000, 8640, ""); err != nil {
+	if err := upstash.NewScript(limiter.ScriptSource).Run(ctx, client, nil, []string{"bench:load"}, time.Now().UnixMilli(), 1, 2000, 1, 0, "", 1000000, 1000000, "", "t", 864_000_000, 8640, ""); err != nil {
 		t.Fatalf("loading the script: %v", err)
 	}
 	return []probe{
@@ -121,7 +121,8 @@ func latencyProbes(t testing.TB, up *upstashtest.Env) []probe {
 				limiter.ScriptSHA1(), i, time.Now().UnixMilli()))
 		}},
 		{"upstash.Client.Do(GET k)", func(int) {
-			if _, err := client.Do(ctx, "GET", "bench:probe"); err != nil {
+			var v string
+			if err := client.Do(ctx, &v, "GET", "bench:probe"); err != nil {
 				t.Fatalf("GET: %v", err)
 			}
 		}},
@@ -152,7 +153,7 @@ func latencyProbes(t testing.TB, up *upstashtest.Env) []probe {
 // against a real redis-server and the sampler returns one sample per
 // measured round.
 func TestSmokeLatency(t *testing.T) {
-	up := upstashtest.Start(t)
+	up := upstashtest.StartRedis(t)
 	got := sampleInterleaved(latencyProbes(t, up), 12, 5)
 	for i, l := range got {
 		if len(l) != 5 {
@@ -164,7 +165,7 @@ func TestSmokeLatency(t *testing.T) {
 // benchLatency is figure 2: decision latency against one raw round trip to
 // the same server, and the peer's limit().
 func benchLatency(t *testing.T) {
-	up := upstashtest.Start(t)
+	up := upstashtest.StartRedis(t)
 	rep := newReport(t, "Decision latency")
 	const warmup, n = 300, 3000
 	probes := latencyProbes(t, up)

@@ -79,7 +79,7 @@ func measureRTT(t testing.TB, up *upstashtest.Env, settings []rttSetting) []rttR
 // slow). The idle-gap measurement runs a few times too: its decisions
 // come from the deny cache.
 func TestSmokeRTT(t *testing.T) {
-	up := upstashtest.Start(t)
+	up := upstashtest.StartRedis(t)
 	const oneWay = 500 * time.Microsecond
 	got := measureRTT(t, up, []rttSetting{
 		{name: "direct", oneWay: -1, warmup: 2, rounds: 5},
@@ -109,7 +109,7 @@ func TestSmokeRTT(t *testing.T) {
 // one region: 1–5 ms over HTTPS) rather than loopback's ~0.1 ms. The delay
 // is added by a TCP proxy both contenders go through.
 func benchRTT(t *testing.T) {
-	up := upstashtest.Start(t)
+	up := upstashtest.StartRedis(t)
 	rep := newReport(t, "Decision latency at a realistic round trip")
 	results := measureRTT(t, up, rttSettings)
 

@@ -23,12 +23,22 @@ import (
 	"github.com/bucketgate/bucketgate/internal/upstash"
 )
 
-// margin is what a decision may take beyond LIMITER_TIMEOUT before a test
-// fails. It is generous because the machine running the suite is shared;
-// the measured maximum is logged (MEASURED lines) and documented.
-const margin = 500 * time.Millisecond
+// margin is what a decision (or a reply through start-api) may take beyond
+// LIMITER_TIMEOUT (or the key lookup's KeyTimeout) before a test fails:
+// the check is that a decision does not wait for the fault, not how fast it
+// is. The margin is generous because the machine running the suite may be
+// loaded (a 2-core CI runner, the race detector, several redis-servers and
+// function processes; a reply through start-api was seen to take 1.18 s
+// during a hang with a 150 ms LIMITER_TIMEOUT), and it stays well below
+// what waiting for a fault would cost: slowFault's 10 s, or a hang's
+// forever. The measured maxima are logged (MEASURED lines) and documented.
+const margin = 3 * time.Second
 
-// recoveryBound is DESIGN.md's promise: decisions return to Upstash within
+// slowFault is how long the "slow" scenarios delay Upstash: far longer than
+// LIMITER_TIMEOUT + margin, so a decision that waited for it fails.
+const slowFault = 10 * time.Second
+
+// recoveryBound is README's promise ("Failure policy"): decisions return to Upstash within
 // 10 s of it recovering.
 const recoveryBound = 10 * time.Second
 

@@ -32,7 +32,7 @@ import (
 // Upstash token appears in any log line, EMF line, returned error or
 // authorizer response.
 func TestSecretsNeverLogged(t *testing.T) {
-	env := upstashtest.Start(t)
+	env := upstashtest.StartRedis(t)
 	px := faultproxy.Start(t, env.URL)
 	keys := newKeySet(t)
 	st := newStack(t, upstashEnv(px.URL, env.Token, keys, "LOG_LEVEL", "debug"))

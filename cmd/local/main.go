@@ -20,9 +20,9 @@
 // Without UPSTASH_REDIS_REST_URL (empty after overrides), an embedded
 // Upstash-compatible endpoint is started and injected.
 //
-// start-api runs its garbage collector at GOGC=400 unless GOGC is set
-// (serveGCPercent); the functions' Go runtimes get GOMAXPROCS for their
-// memory size's share of CPU (internal/local/lambdaemu, Config.GoMaxProcs).
+// start-api also serves, outside the API, a live dashboard of the
+// authorizer's decisions at /_local/ and its data at /_local/metrics; the
+// banner prints the URL.
 //
 // --demo-keys FILE (used by `make run`) makes one fresh key per keyed tier in
 // the key file FILE, revoking the demo keys of earlier runs (only hashes are
@@ -47,7 +47,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -104,10 +103,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 var errUsage = errors.New("usage")
-
-// serveGCPercent is start-api's garbage collection target (GOGC) unless
-// the environment sets GOGC.
-const serveGCPercent = 400
 
 // common holds the flags both commands share.
 type common struct {
@@ -226,16 +221,10 @@ func startAPI(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if demo != nil {
 		printDemo(stdout, base, demo)
 	}
+	fmt.Fprintf(stdout, "Dashboard: %s/_local/ (live rate-limit metrics; /_local/metrics for JSON)\n", base)
 	fmt.Fprintf(stdout, "API %s, stage %s. Running on %s (Ctrl+C to quit)\n", app.API.LogicalID, app.API.StageName, base)
 
-	if os.Getenv("GOGC") == "" {
-		// The emulator's live heap is a few MB while every request
-		// allocates a few KB (HTTP parsing, events): at Go's default of
-		// 100 the collector ran ~25 times a second under load and took
-		// ~8% of the emulator's CPU. 400 costs a few MB more.
-		debug.SetGCPercent(serveGCPercent)
-	}
-	srv := &http.Server{Handler: app.Gateway, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: app.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -205,13 +205,16 @@ func TestStartAPI(t *testing.T) {
 
 	// Read the banner up to the "Running on" line.
 	var mounts []string
-	base := ""
+	base, dashboard := "", ""
 	sc := bufio.NewScanner(pr)
 	for sc.Scan() {
 		line := sc.Text()
 		if m := mountRE.FindStringSubmatch(line); m != nil {
 			mounts = append(mounts, m[1]+" "+m[4]+" "+m[3])
 			base = m[2]
+		}
+		if rest, ok := strings.CutPrefix(line, "Dashboard: "); ok {
+			dashboard, _, _ = strings.Cut(rest, " ")
 		}
 		if strings.HasPrefix(line, "API TestApi, stage test. Running on ") {
 			break
@@ -221,7 +224,7 @@ func TestStartAPI(t *testing.T) {
 	if base == "" {
 		t.Fatalf("no banner; stderr:\n%s", stderr.String())
 	}
-	wantMounts := []string{"EchoFunction ANY /guarded/{id}", "EchoFunction GET /open"}
+	wantMounts := []string{"EchoFunction ANY /guarded/{id}", "EchoFunction GET /open", "EchoFunction POST /predict", "EchoFunction POST /predict/batch", "EchoFunction POST /premium/predict"}
 	if diff := cmp.Diff(wantMounts, mounts); diff != "" {
 		t.Errorf("mounted routes (-want +got):\n%s", diff)
 	}
@@ -235,6 +238,20 @@ func TestStartAPI(t *testing.T) {
 	var e struct{ Env map[string]string }
 	if err := json.Unmarshal(body, &e); err != nil || resp.StatusCode != 200 || e.Env["GREETING"] != "bonjour" {
 		t.Errorf("GET /open = %d %s, want 200 with GREETING from the parameter override", resp.StatusCode, body)
+	}
+
+	// The banner's dashboard URL serves the page, outside the API's routes.
+	if want := base + "/_local/"; dashboard != want {
+		t.Errorf("banner's dashboard URL = %q, want %q", dashboard, want)
+	}
+	resp, err = http.Get(dashboard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(string(page), "<title>") {
+		t.Errorf("GET %s = %d %s, want the dashboard page", dashboard, resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 
 	cancel() // what SIGINT/SIGTERM do

@@ -4,10 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +54,14 @@ func TestParseFlags(t *testing.T) {
 		{name: "bad log level", args: []string{"--token", "t", "--log-level", "loud"}, wantErr: `--log-level "loud" is not one of debug, info, warn, error`},
 		{name: "unknown flag", args: []string{"--token", "t", "--port", "1"}, wantErr: "flag provided but not defined: -port"},
 		{name: "positional argument", args: []string{"--token", "t", "serve"}, wantErr: `unexpected argument "serve": all options are flags`},
+		{name: "self-signed", args: []string{"--token", "t", "--tls-self-signed", "ca.pem"},
+			want: options{listen: "127.0.0.1:8079", token: "t", maxBody: upstashlocal.DefaultMaxBodyBytes, logLevel: slog.LevelInfo, selfSigned: "ca.pem"}},
+		{name: "own certificate", args: []string{"--token", "t", "--tls-cert", "c.pem", "--tls-key", "k.pem"},
+			want: options{listen: "127.0.0.1:8079", token: "t", maxBody: upstashlocal.DefaultMaxBodyBytes, logLevel: slog.LevelInfo, certFile: "c.pem", keyFile: "k.pem"}},
+		{name: "cert without key", args: []string{"--token", "t", "--tls-cert", "c.pem"}, wantErr: "--tls-cert and --tls-key go together"},
+		{name: "key without cert", args: []string{"--token", "t", "--tls-key", "k.pem"}, wantErr: "--tls-cert and --tls-key go together"},
+		{name: "self-signed and own certificate", args: []string{"--token", "t", "--tls-self-signed", "ca.pem", "--tls-cert", "c.pem", "--tls-key", "k.pem"},
+			wantErr: "--tls-self-signed and --tls-cert exclude each other"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -82,6 +95,11 @@ func TestRunUsage(t *testing.T) {
 		{name: "unknown flag", args: []string{"--token", secret, "--verbose"}, wantCode: 2, wantStderr: "flag provided but not defined: -verbose"},
 		{name: "help", args: []string{"-h"}, wantCode: 0, wantStderr: "-redis-addr host:port"},
 		{name: "listen failure", args: []string{"--token", secret, "--listen", "127.0.0.1:-1"}, wantCode: 1, wantStderr: "listen failed"},
+		{name: "help tells how to trust the certificate", args: []string{"-h"}, wantCode: 0, wantStderr: "SSL_CERT_FILE=FILE"},
+		{name: "certificate file unwritable", args: []string{"--token", secret, "--tls-self-signed", "/nonexistent/dir/ca.pem"},
+			wantCode: 1, wantStderr: "TLS setup failed"},
+		{name: "certificate files missing", args: []string{"--token", secret, "--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/k.pem"},
+			wantCode: 1, wantStderr: "--tls-cert/--tls-key: open /nonexistent/c.pem"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,17 +121,28 @@ func TestRunUsage(t *testing.T) {
 func TestRunServesAndStops(t *testing.T) {
 	const token = "run-test-token-42"
 	tests := []struct {
-		name  string
-		redis bool
+		name   string
+		redis  bool
+		tls    string // "", "self-signed" or "own"
+		scheme string
 	}{
-		{name: "embedded"},
-		{name: "redis-server", redis: true},
+		{name: "embedded", scheme: "http"},
+		{name: "redis-server", redis: true, scheme: "http"},
+		{name: "self-signed TLS", tls: "self-signed", scheme: "https"},
+		{name: "own certificate", tls: "own", scheme: "https"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			args := []string{"--listen", "127.0.0.1:0", "--log-level", "debug"}
 			if tt.redis {
 				args = append(args, "--redis-addr", redistest.Start(t).Addr)
+			}
+			caFile := filepath.Join(t.TempDir(), "ca.pem")
+			switch tt.tls {
+			case "self-signed":
+				args = append(args, "--tls-self-signed", caFile)
+			case "own":
+				args = append(args, "--tls-cert", caFile, "--tls-key", writeOwnCert(t, caFile))
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -129,17 +158,36 @@ func TestRunServesAndStops(t *testing.T) {
 			if err != nil {
 				t.Fatalf("no listening line: %v; stderr:\n%s", err, stderr.String())
 			}
-			base, ok := strings.CutPrefix(line, "upstash-local listening on ")
+			base, ok := strings.CutPrefix(line, "upstash-local listening on "+tt.scheme+"://127.0.0.1:")
 			if !ok {
 				t.Fatalf("first stdout line = %q", line)
 			}
+			base = tt.scheme + "://127.0.0.1:" + base
 			go io.Copy(io.Discard, outR)
 
+			tr := &http.Transport{}
+			t.Cleanup(tr.CloseIdleConnections)
+			if tt.tls != "" {
+				// The certificate file exists once the line is printed.
+				pemBytes, err := os.ReadFile(caFile)
+				if err != nil {
+					t.Fatal(err)
+				}
+				roots := x509.NewCertPool()
+				if !roots.AppendCertsFromPEM(pemBytes) {
+					t.Fatalf("%s holds no certificate", caFile)
+				}
+				tr.TLSClientConfig = &tls.Config{RootCAs: roots}
+				tr.ForceAttemptHTTP2 = true
+			}
 			req, _ := http.NewRequest(http.MethodPost, base, strings.NewReader(`["PING"]`))
 			req.Header.Set("Authorization", "Bearer "+token)
-			resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+			resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tt.tls != "" && resp.ProtoMajor != 2 {
+				t.Errorf("protocol %s over TLS, want HTTP/2", resp.Proto)
 			}
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -167,6 +215,29 @@ func TestRunServesAndStops(t *testing.T) {
 			}
 		})
 	}
+}
+
+// writeOwnCert writes a certificate for 127.0.0.1 to certFile and its key
+// next to it, returning the key file's path: what --tls-cert and --tls-key
+// take.
+func writeOwnCert(t *testing.T, certFile string) string {
+	t.Helper()
+	cert, certPEM, err := upstashlocal.SelfSignedCert([]string{"127.0.0.1"}, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := certFile + ".key"
+	if err := os.WriteFile(certFile, certPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return keyFile
 }
 
 func readLine(r io.Reader, timeout time.Duration) (string, error) {

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 )
 
 // Context keys. template.yaml's gateway responses refer to these names as
@@ -24,14 +25,17 @@ import (
 const (
 	KeyTier            = "tier"            // caller's tier: anonymous, authenticated, premium
 	KeyCaller          = "caller"          // key id, or "ip:<source ip>" for anonymous callers
-	KeyLimit           = "limit"           // bucket capacity (burst), whole tokens
-	KeyRemaining       = "remaining"       // whole tokens left after this request
-	KeyReset           = "reset"           // whole seconds until the bucket is full, rounded up
+	KeyLimit           = "limit"           // the deciding policy's capacity (burst, or quota), whole tokens
+	KeyRemaining       = "remaining"       // whole tokens left in it after this request
+	KeyReset           = "reset"           // whole seconds until it is full again (a quota: its window's end), rounded up
 	KeyRetryAfter      = "retryAfter"      // whole seconds until this request could pass, rounded up, >= 1 when denied; "0" when allowed
+	KeyPolicyName      = "policy"          // the deciding policy: the one that denied, or the one with the fewest left
+	KeyMessage         = "message"         // the 429 body's message (LIMIT_MESSAGE rendered), escaped for a JSON string
 	KeySource          = "source"          // where the decision came from: upstash, memory, cache, fail-open, fail-closed, none
 	KeyCost            = "cost"            // tokens this request costs
 	KeyPolicy          = "rateLimitPolicy" // value of the RateLimit-Policy header
 	KeyRateLimit       = "rateLimit"       // value of the RateLimit header
+	KeyShadowDenied    = "shadowDenied"    // "true" when shadow mode let through a request the limits deny
 	KeyForbidden       = "forbidden"       // "true" when the route needs a tier the caller lacks (403, nothing charged)
 	KeyRequiredTier    = "requiredTier"    // the tier the route needs, when forbidden
 	KeyForbiddenReason = "forbiddenReason" // human-readable reason for the 403
@@ -48,36 +52,75 @@ const (
 	HeaderRetryAfter = "Retry-After"
 )
 
+// Policy is one limit that applied to a request, in the units clients see.
+type Policy struct {
+	// Name is the tier (or "key" for a key's own limit), "<tier>-quota"
+	// (or "key-quota"), "route:<METHOD PATH>", "global" or "auth-failures".
+	Name      string
+	Limit     int64 // capacity (burst) or quota, whole tokens
+	Remaining int64 // whole tokens left
+	Reset     int64 // seconds until full again (a quota: until its window ends), rounded up
+	Window    int64 // seconds to refill from empty, or the quota's window (RateLimit-Policy w)
+}
+
 // Decision is what the authorizer decided, in the units clients see.
 type Decision struct {
-	Tier       string // caller's tier
-	Caller     string // key id or "ip:<addr>"; never a raw API key
-	Limit      int64  // bucket capacity in whole tokens
-	Remaining  int64  // whole tokens left
-	Reset      int64  // seconds until full, rounded up
-	RetryAfter int64  // seconds until this request could pass; 0 when allowed
-	Source     string // decision source
-	Cost       int64  // tokens the request costs
-	Window     int64  // seconds for a full bucket to refill from empty (RateLimit-Policy w)
+	Tier   string // caller's tier
+	Caller string // key id or "ip:<addr>"; never a raw API key
+	// Policies are every limit that applied, in a stable order: the
+	// caller's bucket, its quota, the route's, the global one. Empty for a
+	// forbidden request.
+	Policies []Policy
+	// Deciding indexes the policy X-RateLimit-* and the 429 describe: the
+	// one that denied, or the one with the fewest tokens left.
+	Deciding     int
+	RetryAfter   int64  // seconds until this request could pass; 0 when allowed
+	Source       string // decision source
+	Cost         int64  // tokens the request costs
+	Message      string // the 429 body's message, escaped for a JSON string (set on denials)
+	ShadowDenied bool   // shadow mode allowed a request the limits deny
 
 	Forbidden       bool   // route needs another tier; nothing was charged
 	RequiredTier    string // the tier the route needs, when Forbidden
 	ForbiddenReason string // message for the 403, when Forbidden
 }
 
-// PolicyHeader renders the IETF RateLimit-Policy field for the decision:
-// a structured-field list item naming the tier with its quota (q, the burst)
-// and window (w, seconds to refill the whole quota), e.g.
-//
-//	"anonymous";q=10;w=100
-func (d Decision) PolicyHeader() string {
-	return strconv.Quote(d.Tier) + ";q=" + strconv.FormatInt(d.Limit, 10) + ";w=" + strconv.FormatInt(max(d.Window, 1), 10)
+// deciding returns the deciding policy (the zero Policy when none).
+func (d Decision) deciding() Policy {
+	if d.Deciding < 0 || d.Deciding >= len(d.Policies) {
+		return Policy{}
+	}
+	return d.Policies[d.Deciding]
 }
 
-// RateLimitHeader renders the IETF RateLimit field: remaining quota (r) and
-// seconds until it resets (t), e.g. "anonymous";r=3;t=70
+// PolicyHeader renders the IETF RateLimit-Policy field: a structured-field
+// list with one item per policy, naming it with its quota (q, the capacity)
+// and window (w, seconds to refill the whole quota), e.g.
+//
+//	"anonymous";q=10;w=100, "route:POST /predict";q=3;w=60
+func (d Decision) PolicyHeader() string {
+	var b strings.Builder
+	for i, p := range d.Policies {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(strconv.Quote(p.Name) + ";q=" + strconv.FormatInt(p.Limit, 10) + ";w=" + strconv.FormatInt(max(p.Window, 1), 10))
+	}
+	return b.String()
+}
+
+// RateLimitHeader renders the IETF RateLimit field for the same policies in
+// the same order: remaining quota (r) and seconds until it resets (t), e.g.
+// "anonymous";r=3;t=70, "route:POST /predict";r=0;t=60
 func (d Decision) RateLimitHeader() string {
-	return strconv.Quote(d.Tier) + ";r=" + strconv.FormatInt(d.Remaining, 10) + ";t=" + strconv.FormatInt(d.Reset, 10)
+	var b strings.Builder
+	for i, p := range d.Policies {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(strconv.Quote(p.Name) + ";r=" + strconv.FormatInt(p.Remaining, 10) + ";t=" + strconv.FormatInt(p.Reset, 10))
+	}
+	return b.String()
 }
 
 // Map returns the authorizer context for the decision. A Forbidden decision
@@ -95,19 +138,28 @@ func (d Decision) Map() map[string]interface{} {
 			KeyForbiddenReason: d.ForbiddenReason,
 		}
 	}
-	return map[string]interface{}{
+	p := d.deciding()
+	m := map[string]interface{}{
 		KeyTier:       d.Tier,
 		KeyCaller:     d.Caller,
-		KeyLimit:      strconv.FormatInt(d.Limit, 10),
-		KeyRemaining:  strconv.FormatInt(d.Remaining, 10),
-		KeyReset:      strconv.FormatInt(d.Reset, 10),
+		KeyLimit:      strconv.FormatInt(p.Limit, 10),
+		KeyRemaining:  strconv.FormatInt(p.Remaining, 10),
+		KeyReset:      strconv.FormatInt(p.Reset, 10),
 		KeyRetryAfter: strconv.FormatInt(d.RetryAfter, 10),
+		KeyPolicyName: p.Name,
 		KeySource:     d.Source,
 		KeyCost:       strconv.FormatInt(d.Cost, 10),
 		KeyPolicy:     d.PolicyHeader(),
 		KeyRateLimit:  d.RateLimitHeader(),
 		KeyForbidden:  "false",
 	}
+	if d.Message != "" {
+		m[KeyMessage] = d.Message
+	}
+	if d.ShadowDenied {
+		m[KeyShadowDenied] = "true"
+	}
+	return m
 }
 
 // ErrMissing reports that the request carries no authorizer context, i.e. it

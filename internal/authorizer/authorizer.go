@@ -1,44 +1,41 @@
 // Package authorizer is the API Gateway REST Lambda REQUEST authorizer: it
 // finds the caller's tier from the X-Api-Key header, decides the request on
-// the caller's token bucket, and answers with an IAM policy plus the
-// rate-limit context that the functions behind it and the gateway responses
-// turn into headers (see package authctx).
-//
-// # Decisions
+// every policy that applies to it (README, "Policies"), and answers with an
+// IAM policy plus the rate-limit context that the functions behind it and
+// the gateway responses turn into headers (package authctx).
 //
 //   - No X-Api-Key: tier "anonymous", bucket "ip:<source ip>" where the
 //     source ip is requestContext.identity.sourceIp, the address API Gateway
-//     saw the connection come from. Client headers such as X-Forwarded-For
-//     are never read. IPv6 callers are grouped by /64, the block one
-//     subscriber holds, so rotating addresses inside it buys nothing.
-//   - X-Api-Key unknown, revoked, malformed, or given twice with different
-//     values: the error "Unauthorized", which API Gateway turns into 401.
-//     Nothing is charged. The header name matches in any letter case.
-//   - Key store failing for a key not in the cache: an error that is not
-//     "Unauthorized" (API Gateway answers it with the
-//     AUTHORIZER_CONFIGURATION_ERROR gateway response, which template.yaml
-//     maps to 503 like AUTHORIZER_FAILURE). Known keys keep working from the
-//     cache (package apikey).
-//   - A route under a premium prefix called by another tier: Allow, with
-//     context forbidden=true and nothing charged; the function answers 403.
-//     API Gateway maps every Deny to one gateway response (ACCESS_DENIED,
-//     429 here), so a Deny cannot also mean 403.
-//   - Otherwise the request costs ROUTE_COSTS tokens on the caller's bucket:
-//     Allow when they are there, Deny (429 with an honest Retry-After) when
-//     not. A denied request is charged nothing.
+//     saw the connection come from; client headers such as X-Forwarded-For
+//     are never read. IPv6 callers are grouped by /64.
+//   - X-Api-Key unknown, revoked, expired, malformed, or given twice with
+//     different values: the error "Unauthorized" (API Gateway's 401).
+//     Nothing is charged.
+//   - Key store failing for a key not in the cache: another error, which
+//     template.yaml maps to 503. Known keys keep working from the cache.
+//   - A route under a premium prefix called by another tier: Allow with
+//     forbidden=true, nothing charged; the function answers 403 (API Gateway
+//     maps every Deny to one gateway response, 429 here).
+//   - Otherwise: Allow when every policy has the request's cost, Deny (429
+//     with an honest Retry-After) when one has not, charging none. In
+//     shadow mode a Deny becomes an Allow marked shadowDenied.
 //
-// The principalId is the key's ID or "ip:<address>", never the key.
+// The principalId is the key's ID or "ip:<address>", never the key. Each
+// decision writes one log line and one CloudWatch EMF line (emf.go).
 package authorizer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/bucketgate/bucketgate/internal/apikey"
@@ -76,13 +73,24 @@ type Config struct {
 	Keys KeyStore
 	// Limiter decides requests.
 	Limiter Limiter
-	// Tiers maps tier names to bucket limits. It must contain
+	// Tiers maps tier names to their bucket and quota. It must contain
 	// AnonymousTier; a key whose tier is missing here is refused with an
 	// error (a misconfiguration, logged at ERROR).
-	Tiers map[string]limiter.Limit
+	Tiers limiter.Tiers
 	// Costs says what each route costs; the zero value makes every route
 	// cost 1.
 	Costs limiter.RouteCosts
+	// RouteLimits are extra per-caller buckets for some routes.
+	RouteLimits limiter.RouteLimits
+	// Global is one bucket every caller of a rate-limited route shares; the
+	// zero Limit means none.
+	Global limiter.Limit
+	// Message is the 429 body's message (LIMIT_MESSAGE), with {retryAfter},
+	// {tier}, {limit} and {policy} replaced; "" means DefaultMessage.
+	Message string
+	// Shadow lets every request through; those the limits deny are logged
+	// and counted as ShadowDenied, and charge nothing.
+	Shadow bool
 	// PremiumRoutes are path prefixes only PremiumTier may call.
 	PremiumRoutes []string
 	// PremiumTier is the tier allowed on PremiumRoutes; "" means
@@ -103,18 +111,23 @@ type Config struct {
 // DefaultKeyTimeout is Config.KeyTimeout's default.
 const DefaultKeyTimeout = time.Second
 
+// DefaultMessage is the 429 body's message when LIMIT_MESSAGE is unset.
+const DefaultMessage = "Too Many Requests"
+
 // Handler is the authorizer. It is safe for concurrent use; build it once
 // per container.
 type Handler struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *emf
+	fillIn  bool // the message has placeholders
 	now     func() time.Time
 }
 
 // New checks cfg and returns a Handler. Every route cost must fit in every
-// tier's burst, else such a request could never pass: that is a start-up
-// error rather than a 429 with a Retry-After that never comes true.
+// bucket and quota it is charged to, else such a request could never pass:
+// that is a start-up error rather than a 429 with a Retry-After that never
+// comes true. (A key's own limit is checked when it is used.)
 func New(cfg Config) (*Handler, error) {
 	if cfg.Keys == nil || cfg.Limiter == nil {
 		return nil, errors.New("authorizer: Keys and Limiter are required")
@@ -128,12 +141,38 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.PremiumTier == "" {
 		cfg.PremiumTier = DefaultPremiumTier
 	}
-	for tier, l := range cfg.Tiers {
-		if max := cfg.Costs.Max(); max > l.Burst {
-			return nil, fmt.Errorf("authorizer: ROUTE_COSTS has a route costing %d tokens, more than tier %q's burst of %d: such requests could never pass", max, tier, l.Burst)
+	if cfg.Message == "" {
+		cfg.Message = DefaultMessage
+	}
+	if err := checkMessage(cfg.Message); err != nil {
+		return nil, fmt.Errorf("LIMIT_MESSAGE: %w", err)
+	}
+	maxCost := cfg.Costs.Max()
+	for tier, p := range cfg.Tiers {
+		if maxCost > p.Limit.Burst {
+			return nil, fmt.Errorf("TIER_LIMITS: ROUTE_COSTS has a route costing %d tokens, more than tier %q's burst of %d: such requests could never pass", maxCost, tier, p.Limit.Burst)
+		}
+		if !p.Quota.IsZero() && maxCost > p.Quota.Limit {
+			return nil, fmt.Errorf("TIER_LIMITS: ROUTE_COSTS has a route costing %d tokens, more than tier %q's quota of %d: such requests could never pass", maxCost, tier, p.Quota.Limit)
 		}
 	}
+	var routeErr error
+	cfg.RouteLimits.Each(func(method, path, tier string, l limiter.Limit) {
+		if c := cfg.Costs.Cost(method, path); c > l.Burst && routeErr == nil {
+			routeErr = fmt.Errorf("ROUTE_LIMITS: %s %s costs %d tokens (ROUTE_COSTS), more than its route limit's burst of %d: such requests could never pass", method, path, c, l.Burst)
+		}
+		if _, ok := cfg.Tiers[tier]; tier != "" && !ok && routeErr == nil {
+			routeErr = fmt.Errorf("ROUTE_LIMITS: %s %s@%s names a tier TIER_LIMITS does not define", method, path, tier)
+		}
+	})
+	if routeErr != nil {
+		return nil, routeErr
+	}
+	if cfg.Global != (limiter.Limit{}) && maxCost > cfg.Global.Burst {
+		return nil, fmt.Errorf("GLOBAL_LIMIT: ROUTE_COSTS has a route costing %d tokens, more than the global burst of %d: such requests could never pass", maxCost, cfg.Global.Burst)
+	}
 	h := &Handler{cfg: cfg, log: cfg.Logger, now: cfg.Now}
+	h.fillIn = strings.Contains(cfg.Message, "{")
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -152,23 +191,26 @@ func New(cfg Config) (*Handler, error) {
 // failure mode.
 func (h *Handler) Handle(ctx context.Context, req events.APIGatewayCustomAuthorizerRequestTypeRequest) (events.APIGatewayCustomAuthorizerResponse, error) {
 	start := h.now()
-	requestID := req.RequestContext.RequestID
-	log := h.log.With("requestId", requestID)
+	log := h.log.With("requestId", req.RequestContext.RequestID)
 	if req.MethodArn == "" {
 		log.Error("authorizer event has no methodArn")
 		return events.APIGatewayCustomAuthorizerResponse{}, errors.New("authorizer: event has no methodArn")
 	}
-	route := req.Resource
-	if route == "" {
-		route = req.Path
+	path := req.Resource
+	if path == "" {
+		path = req.Path
 	}
+	method := strings.ToUpper(req.HTTPMethod)
+	m := metric{route: routeName(method, req.Resource)}
 
 	key, err := apiKey(req)
 	if err != nil {
-		log.Info("decision", "decision", "unauthorized", "reason", err.Error(), "route", route)
+		log.Info("decision", "decision", "unauthorized", "reason", err.Error(), "route", path)
+		h.record(m.unauthorized(), start)
 		return events.APIGatewayCustomAuthorizerResponse{}, ErrUnauthorized
 	}
 	d := authctx.Decision{Tier: AnonymousTier}
+	var own limiter.Policy // the key's own limit, if any
 	if key == "" {
 		d.Caller = "ip:" + callerIP(req.RequestContext.Identity.SourceIP)
 	} else {
@@ -177,59 +219,148 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayCustomAuthori
 		cancel()
 		switch {
 		case errors.Is(err, apikey.ErrNotFound):
-			log.Info("decision", "decision", "unauthorized", "reason", "unknown or revoked key", "route", route)
+			log.Info("decision", "decision", "unauthorized", "reason", "unknown, revoked or expired key", "route", path)
+			h.record(m.unauthorized(), start)
 			return events.APIGatewayCustomAuthorizerResponse{}, ErrUnauthorized
 		case err != nil:
-			log.Error("key store failed", "error", err.Error(), "route", route)
+			log.Error("key store failed", "error", err.Error(), "route", path)
 			return events.APIGatewayCustomAuthorizerResponse{}, errors.New("authorizer: key store unavailable")
 		}
-		d.Tier, d.Caller = rec.Tier, rec.ID
+		d.Tier, d.Caller, own = rec.Tier, rec.ID, rec.Limit
 	}
-	limit, ok := h.cfg.Tiers[d.Tier]
+	tierPolicy, ok := h.cfg.Tiers[d.Tier]
 	if !ok {
 		log.Error("key has a tier missing from TIER_LIMITS", "tier", d.Tier, "caller", d.Caller)
 		return events.APIGatewayCustomAuthorizerResponse{}, fmt.Errorf("authorizer: tier %q is not configured", d.Tier)
 	}
-	d.Cost = h.cfg.Costs.Cost(req.HTTPMethod, route)
+	d.Cost = h.cfg.Costs.Cost(method, path)
+	m.tier, m.caller = d.Tier, d.Caller
 
-	if h.premiumOnly(route) && d.Tier != h.cfg.PremiumTier {
+	if h.premiumOnly(path) && d.Tier != h.cfg.PremiumTier {
 		d.Forbidden = true
 		d.RequiredTier = h.cfg.PremiumTier
 		d.ForbiddenReason = fmt.Sprintf("this route requires the %s tier", h.cfg.PremiumTier)
 		d.Source = limiter.SourceNone.String()
-		log.Info("decision", "decision", "forbidden", "tier", d.Tier, "caller", d.Caller, "route", route,
+		log.Info("decision", "decision", "forbidden", "tier", d.Tier, "caller", d.Caller, "route", path,
 			"latencyMs", ms(h.now().Sub(start)))
-		h.metrics.record(h.now(), d.Tier, "forbidden", "none", h.now().Sub(start))
+		m.outcome = outcomeForbidden
+		h.record(m, start)
 		return policy(d.Caller, "Allow", req.MethodArn, d), nil
 	}
 
-	res, err := h.cfg.Limiter.Allow(ctx, limiter.Request{
-		Buckets: []limiter.Bucket{{Key: d.Caller, Limit: limit}},
-		Cost:    d.Cost,
-	})
+	lreq, names := h.request(d, own, tierPolicy, method, path)
+	res, err := h.cfg.Limiter.Allow(ctx, lreq)
+	if err == nil && (res.N != len(lreq.Buckets) || res.Reported < 0 || res.Reported >= res.N) {
+		err = fmt.Errorf("result for %d of %d buckets", res.N, len(lreq.Buckets))
+	}
 	if err != nil {
 		log.Error("limiter failed", "error", err.Error())
 		return events.APIGatewayCustomAuthorizerResponse{}, errors.New("authorizer: limiter failed")
 	}
-	d.Limit = res.Limit
-	d.Remaining = res.Remaining
-	d.Reset = ceilSeconds(res.ResetAfter)
-	d.Window = ceilSeconds(res.Window)
+	d.Policies = make([]authctx.Policy, res.N)
+	for i, b := range res.Buckets[:res.N] {
+		d.Policies[i] = authctx.Policy{Name: names[i], Limit: b.Limit, Remaining: b.Remaining,
+			Reset: ceilSeconds(b.ResetAfter), Window: ceilSeconds(b.Window)}
+	}
+	d.Deciding = res.Reported
 	d.Source = res.Source.String()
 	effect, decision := "Allow", "allowed"
+	m.outcome, m.source, m.upstash = outcomeAllowed, res.Source, res.UpstashLatency
 	if !res.Allowed {
-		effect, decision = "Deny", "denied"
 		d.RetryAfter = max(ceilSeconds(res.RetryAfter), 1)
+		d.Message = h.renderMessage(d)
+		m.policy = names[res.Reported]
+		if h.cfg.Shadow {
+			d.ShadowDenied = true
+			decision, m.outcome = "shadow-denied", outcomeShadowDenied
+		} else {
+			effect, decision, m.outcome = "Deny", "denied", outcomeDenied
+		}
 	}
+	deciding := d.Policies[d.Deciding]
+	m.limit, m.remaining, m.reset = deciding.Limit, deciding.Remaining, res.Buckets[res.Reported].ResetAfter
 	latency := h.now().Sub(start)
-	attrs := []any{"decision", decision, "tier", d.Tier, "caller", d.Caller, "route", route,
-		"cost", d.Cost, "remaining", d.Remaining, "source", d.Source, "latencyMs", ms(latency)}
+	attrs := []any{"decision", decision, "tier", d.Tier, "caller", d.Caller, "route", path,
+		"cost", d.Cost, "policy", deciding.Name, "remaining", deciding.Remaining, "source", d.Source, "latencyMs", ms(latency)}
 	if !res.Allowed {
 		attrs = append(attrs, "reason", res.Reason, "retryAfter", d.RetryAfter)
 	}
 	log.Info("decision", attrs...)
-	h.metrics.record(h.now(), d.Tier, decision, d.Source, latency)
+	h.record(m, start)
 	return policy(d.Caller, effect, req.MethodArn, d), nil
+}
+
+// request builds the limiter request for a caller: its own bucket (the
+// key's limit, else its tier's), the quota that goes with it, the route's
+// limit for its tier, the global limit; and the policy names, in order.
+func (h *Handler) request(d authctx.Decision, own, tier limiter.Policy, method, path string) (limiter.Request, []string) {
+	p, name := tier, d.Tier
+	if !own.IsZero() {
+		p, name = own, "key"
+	}
+	req := limiter.Request{Cost: d.Cost, Tier: d.Tier,
+		Buckets: []limiter.Bucket{{Key: d.Caller, Limit: p.Limit, Scope: limiter.ScopeTier}}}
+	names := []string{name}
+	if !p.Quota.IsZero() {
+		// The limiter adds the window to the key.
+		req.Buckets = append(req.Buckets, limiter.Bucket{Key: "q:" + p.Quota.Period.String() + ":" + d.Caller, Quota: p.Quota})
+		names = append(names, name+"-quota")
+	}
+	if l, ok := h.cfg.RouteLimits.Lookup(method, path, d.Tier); ok {
+		r := method + " " + path
+		req.Buckets = append(req.Buckets, limiter.Bucket{Key: "r:" + r + ":" + d.Caller, Limit: l, Scope: limiter.ScopeTier})
+		names = append(names, "route:"+r)
+	}
+	if h.cfg.Global != (limiter.Limit{}) {
+		req.Buckets = append(req.Buckets, limiter.Bucket{Key: "global", Limit: h.cfg.Global, Scope: limiter.ScopeAll})
+		names = append(names, "global")
+	}
+	return req, names
+}
+
+// renderMessage renders LIMIT_MESSAGE for a denial, escaped so that the
+// gateway response's body template, which inserts it raw between quotes,
+// stays valid JSON.
+func (h *Handler) renderMessage(d authctx.Decision) string {
+	msg := h.cfg.Message
+	if h.fillIn {
+		p := d.Policies[d.Deciding]
+		msg = strings.NewReplacer("{retryAfter}", strconv.FormatInt(d.RetryAfter, 10), "{tier}", d.Tier,
+			"{limit}", strconv.FormatInt(p.Limit, 10), "{policy}", p.Name).Replace(msg)
+	}
+	b, _ := json.Marshal(msg) // a string always marshals
+	return string(b[1 : len(b)-1])
+}
+
+// maxMessage bounds LIMIT_MESSAGE.
+const maxMessage = 1024
+
+// checkMessage reports what is wrong with a LIMIT_MESSAGE template.
+func checkMessage(msg string) error {
+	if len(msg) > maxMessage {
+		return fmt.Errorf("%d bytes, at most %d", len(msg), maxMessage)
+	}
+	if !utf8.ValidString(msg) {
+		return errors.New("not valid UTF-8")
+	}
+	rest := msg
+	for {
+		i := strings.IndexByte(rest, '{')
+		if i < 0 {
+			return nil
+		}
+		rest = rest[i:]
+		j := strings.IndexByte(rest, '}')
+		if j < 0 {
+			return fmt.Errorf("unclosed %q (placeholders: {retryAfter}, {tier}, {limit}, {policy})", rest)
+		}
+		switch ph := rest[:j+1]; ph {
+		case "{retryAfter}", "{tier}", "{limit}", "{policy}":
+		default:
+			return fmt.Errorf("unknown placeholder %q (want {retryAfter}, {tier}, {limit} or {policy})", ph)
+		}
+		rest = rest[j+1:]
+	}
 }
 
 func (h *Handler) premiumOnly(route string) bool {

@@ -52,10 +52,28 @@ func (l *recordingLimiter) Allow(_ context.Context, req limiter.Request) (limite
 	return l.res, l.err
 }
 
-var tiers = map[string]limiter.Limit{
-	"anonymous":     {Rate: 6, Period: time.Minute, Burst: 10},
-	"authenticated": {Rate: 30, Period: time.Minute, Burst: 50},
-	"premium":       {Rate: 120, Period: time.Minute, Burst: 200},
+var tiers = limiter.Tiers{
+	"anonymous":     {Limit: limiter.Limit{Rate: 6, Period: time.Minute, Burst: 10}},
+	"authenticated": {Limit: limiter.Limit{Rate: 30, Period: time.Minute, Burst: 50}},
+	"premium":       {Limit: limiter.Limit{Rate: 120, Period: time.Minute, Burst: 200}},
+}
+
+// result is a limiter answer over the given buckets, reporting bucket
+// reported (the top-level numbers are copied from it).
+func result(allowed bool, source limiter.Source, retry time.Duration, reported int, states ...limiter.BucketState) limiter.Result {
+	r := limiter.Result{Allowed: allowed, Source: source, RetryAfter: retry, Reported: reported, N: len(states)}
+	copy(r.Buckets[:], states)
+	b := states[reported]
+	r.Limit, r.Remaining, r.ResetAfter, r.Window = b.Limit, b.Remaining, b.ResetAfter, b.Window
+	if !allowed {
+		r.Reason = limiter.ReasonOverLimit
+	}
+	return r
+}
+
+// caller is the caller's own bucket as the handler asks for it.
+func caller(key, tier string) limiter.Bucket {
+	return limiter.Bucket{Key: key, Limit: tiers[tier].Limit, Scope: limiter.ScopeTier}
 }
 
 const (
@@ -99,8 +117,8 @@ func event(method, resource, sourceIP string, headers map[string]string) events.
 }
 
 func TestHandleDecisions(t *testing.T) {
-	allowed := limiter.Result{Allowed: true, Limit: 10, Remaining: 9, ResetAfter: 9500 * time.Millisecond, Window: 100 * time.Second, Source: limiter.SourceUpstash}
-	denied := limiter.Result{Allowed: false, Limit: 10, Remaining: 0, ResetAfter: 100 * time.Second, RetryAfter: 2100 * time.Millisecond, Window: 100 * time.Second, Source: limiter.SourceUpstash, Reason: limiter.ReasonOverLimit}
+	allowed := result(true, limiter.SourceUpstash, 0, 0, limiter.BucketState{Limit: 10, Remaining: 9, ResetAfter: 9500 * time.Millisecond, Window: 100 * time.Second})
+	denied := result(false, limiter.SourceUpstash, 2100*time.Millisecond, 0, limiter.BucketState{Limit: 10, Remaining: 0, ResetAfter: 100 * time.Second, Window: 100 * time.Second})
 	tests := []struct {
 		name        string
 		ev          events.APIGatewayCustomAuthorizerRequestTypeRequest
@@ -115,10 +133,10 @@ func TestHandleDecisions(t *testing.T) {
 			ev:         event("POST", "/predict", "198.51.100.7", map[string]string{"X-Forwarded-For": "203.0.113.9"}),
 			res:        allowed,
 			wantEffect: "Allow",
-			wantReq:    &limiter.Request{Buckets: []limiter.Bucket{{Key: "ip:198.51.100.7", Limit: tiers["anonymous"]}}, Cost: 1},
+			wantReq:    &limiter.Request{Buckets: []limiter.Bucket{caller("ip:198.51.100.7", "anonymous")}, Cost: 1, Tier: "anonymous"},
 			wantContext: map[string]interface{}{
 				"tier": "anonymous", "caller": "ip:198.51.100.7", "limit": "10", "remaining": "9", "reset": "10",
-				"retryAfter": "0", "source": "upstash", "cost": "1", "forbidden": "false",
+				"retryAfter": "0", "source": "upstash", "cost": "1", "forbidden": "false", "policy": "anonymous",
 				"rateLimitPolicy": `"anonymous";q=10;w=100`, "rateLimit": `"anonymous";r=9;t=10`,
 			},
 		},
@@ -127,24 +145,25 @@ func TestHandleDecisions(t *testing.T) {
 			ev:         event("POST", "/predict", "2001:db8:1:2:aaaa::1", nil),
 			res:        allowed,
 			wantEffect: "Allow",
-			wantReq:    &limiter.Request{Buckets: []limiter.Bucket{{Key: "ip:2001:db8:1:2::/64", Limit: tiers["anonymous"]}}, Cost: 1},
+			wantReq:    &limiter.Request{Buckets: []limiter.Bucket{caller("ip:2001:db8:1:2::/64", "anonymous")}, Cost: 1, Tier: "anonymous"},
 		},
 		{
 			name:       "authenticated key, header in lower case, batch cost",
 			ev:         event("POST", "/predict/batch", "198.51.100.7", map[string]string{"x-api-key": authKey}),
 			res:        allowed,
 			wantEffect: "Allow",
-			wantReq:    &limiter.Request{Buckets: []limiter.Bucket{{Key: "key_auth", Limit: tiers["authenticated"]}}, Cost: 5},
+			wantReq:    &limiter.Request{Buckets: []limiter.Bucket{caller("key_auth", "authenticated")}, Cost: 5, Tier: "authenticated"},
 		},
 		{
 			name:       "denied with retry rounded up",
 			ev:         event("POST", "/predict", "198.51.100.7", nil),
 			res:        denied,
 			wantEffect: "Deny",
-			wantReq:    &limiter.Request{Buckets: []limiter.Bucket{{Key: "ip:198.51.100.7", Limit: tiers["anonymous"]}}, Cost: 1},
+			wantReq:    &limiter.Request{Buckets: []limiter.Bucket{caller("ip:198.51.100.7", "anonymous")}, Cost: 1, Tier: "anonymous"},
 			wantContext: map[string]interface{}{
 				"tier": "anonymous", "caller": "ip:198.51.100.7", "limit": "10", "remaining": "0", "reset": "100",
-				"retryAfter": "3", "source": "upstash", "cost": "1", "forbidden": "false",
+				"retryAfter": "3", "source": "upstash", "cost": "1", "forbidden": "false", "policy": "anonymous",
+				"message":         "Too Many Requests",
 				"rateLimitPolicy": `"anonymous";q=10;w=100`, "rateLimit": `"anonymous";r=0;t=100`,
 			},
 		},
@@ -168,7 +187,7 @@ func TestHandleDecisions(t *testing.T) {
 			ev:         event("POST", "/premium/predict", "198.51.100.7", map[string]string{"X-Api-Key": premiumKey}),
 			res:        allowed,
 			wantEffect: "Allow",
-			wantReq:    &limiter.Request{Buckets: []limiter.Bucket{{Key: "key_prem", Limit: tiers["premium"]}}, Cost: 1},
+			wantReq:    &limiter.Request{Buckets: []limiter.Bucket{caller("key_prem", "premium")}, Cost: 1, Tier: "premium"},
 		},
 		{
 			name:       "premium route, authenticated key: forbidden, nothing charged",
@@ -236,7 +255,8 @@ func TestHandleDecisions(t *testing.T) {
 
 func TestHandleStoreDown(t *testing.T) {
 	var logs bytes.Buffer
-	h := newHandler(t, fakeKeys{err: errors.New("dynamodb: connection refused")}, &recordingLimiter{}, &logs, nil)
+	lim := &recordingLimiter{res: result(true, limiter.SourceUpstash, 0, 0, limiter.BucketState{Limit: 10, Remaining: 9})}
+	h := newHandler(t, fakeKeys{err: errors.New("dynamodb: connection refused")}, lim, &logs, nil)
 	_, err := h.Handle(context.Background(), event("POST", "/predict", "198.51.100.7", map[string]string{"X-Api-Key": authKey}))
 	if err == nil || errors.Is(err, ErrUnauthorized) || err.Error() == "Unauthorized" {
 		t.Fatalf("error = %v, want a non-401 failure", err)
@@ -261,29 +281,6 @@ func TestNewRejectsCostAboveBurst(t *testing.T) {
 	}
 }
 
-func TestEMFLine(t *testing.T) {
-	var metrics bytes.Buffer
-	h := newHandler(t, keys, &recordingLimiter{res: limiter.Result{Allowed: true, Limit: 10, Remaining: 3, Source: limiter.SourceMemory}}, nil, &metrics)
-	if _, err := h.Handle(context.Background(), event("POST", "/predict", "198.51.100.7", nil)); err != nil {
-		t.Fatal(err)
-	}
-	var got map[string]interface{}
-	if err := json.Unmarshal(metrics.Bytes(), &got); err != nil {
-		t.Fatalf("EMF line is not JSON: %v", err)
-	}
-	aws := got["_aws"].(map[string]interface{})
-	directive := aws["CloudWatchMetrics"].([]interface{})[0].(map[string]interface{})
-	if directive["Namespace"] != MetricsNamespace {
-		t.Errorf("namespace = %v", directive["Namespace"])
-	}
-	want := map[string]interface{}{"Tier": "anonymous", "Source": "memory", "Allowed": 1.0, "Denied": 0.0, "Forbidden": 0.0, "Fallback": 1.0}
-	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("%s = %v, want %v", k, got[k], v)
-		}
-	}
-}
-
 func TestLoadSettings(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -300,6 +297,19 @@ func TestLoadSettings(t *testing.T) {
 		{name: "bad level", env: map[string]string{"API_KEYS_FILE": "k.json", "LOG_LEVEL": "loud"}, wantErr: "LOG_LEVEL"},
 		{name: "bad premium prefix", env: map[string]string{"API_KEYS_FILE": "k.json", "PREMIUM_ROUTES": "premium"}, wantErr: "PREMIUM_ROUTES"},
 		{name: "url without token", env: map[string]string{"API_KEYS_FILE": "k.json", "UPSTASH_REDIS_REST_URL": "https://x.upstash.io"}, wantErr: "UPSTASH_REDIS_REST_TOKEN"},
+		{name: "bad route limit", env: map[string]string{"API_KEYS_FILE": "k.json", "ROUTE_LIMITS": "POST /x=oops"}, wantErr: `ROUTE_LIMITS: "POST /x=oops": want RATE/PERIOD[:burst=N]`},
+		{name: "route limit without path", env: map[string]string{"API_KEYS_FILE": "k.json", "ROUTE_LIMITS": "POST=1/second"}, wantErr: `ROUTE_LIMITS: "POST=1/second": want METHOD PATH[@TIER]=`},
+		{name: "route limit with a quota", env: map[string]string{"API_KEYS_FILE": "k.json", "ROUTE_LIMITS": "POST /x=1/second:quota=5/day"}, wantErr: `ROUTE_LIMITS: "POST /x=1/second:quota=5/day": unknown option "quota=5/day"`},
+		{name: "bad global limit", env: map[string]string{"API_KEYS_FILE": "k.json", "GLOBAL_LIMIT": "100"}, wantErr: `GLOBAL_LIMIT: want RATE/PERIOD[:burst=N]`},
+		{name: "bad warm-up factor", env: map[string]string{"API_KEYS_FILE": "k.json", "WARMUP": "2/10m"}, wantErr: `WARMUP: factor "2" must be a number from 0.001 to below 1`},
+		{name: "bad warm-up duration", env: map[string]string{"API_KEYS_FILE": "k.json", "WARMUP": "0.2/soon"}, wantErr: `WARMUP: duration "soon"`},
+		{name: "bad message placeholder", env: map[string]string{"API_KEYS_FILE": "k.json", "LIMIT_MESSAGE": "wait {seconds}s"}, wantErr: `LIMIT_MESSAGE: unknown placeholder "{seconds}"`},
+		{name: "bad shadow", env: map[string]string{"API_KEYS_FILE": "k.json", "LIMITER_SHADOW": "maybe"}, wantErr: `LIMITER_SHADOW: "maybe" is not true or false`},
+		{name: "bad quota", env: map[string]string{"API_KEYS_FILE": "k.json", "TIER_LIMITS": "anonymous=6/minute:quota=10/year"}, wantErr: `TIER_LIMITS: "anonymous=6/minute:quota=10/year": unknown quota period "year"`},
+		{name: "every policy set", env: map[string]string{"API_KEYS_FILE": "k.json",
+			"TIER_LIMITS":  "anonymous=6/minute:burst=10:quota=100/day,authenticated=30/minute:burst=50,premium=120/minute:burst=200",
+			"ROUTE_LIMITS": "POST /predict=10/minute,POST /predict@premium=100/minute", "GLOBAL_LIMIT": "1000/second:burst=2000",
+			"LIMIT_MESSAGE": "Slow down: retry in {retryAfter}s ({policy})", "WARMUP": "0.2/10m", "LIMITER_SHADOW": "true"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -308,7 +318,7 @@ func TestLoadSettings(t *testing.T) {
 				if err != nil {
 					t.Fatalf("LoadSettings: %v", err)
 				}
-				if s.Timeout != DefaultLimiterTimeout || s.UpstashConfigured || len(s.Tiers) != 3 {
+				if s.Timeout != limiter.DefaultTimeout || s.UpstashConfigured || len(s.Tiers) != 3 || s.Message == "" {
 					t.Errorf("defaults not applied: %+v", s)
 				}
 				return

@@ -2,9 +2,13 @@ package authorizer
 
 import (
 	"context"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -16,6 +20,38 @@ import (
 	"github.com/bucketgate/bucketgate/internal/upstash"
 )
 
+// Version names the code and configuration that is running, for WARMUP:
+// containers of one version share one warm-up. It hashes the function's
+// name and version (AWS_LAMBDA_FUNCTION_NAME, AWS_LAMBDA_FUNCTION_VERSION)
+// with the Go build ID of the running binary, which changes whenever the
+// code does. "" when the binary's build ID cannot be read (not ELF): each
+// container then warms up on its own.
+func Version(getenv func(string) string) string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	f, err := elf.Open(exe)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sec := f.Section(".note.go.buildid")
+	if sec == nil {
+		return ""
+	}
+	id, err := sec.Data()
+	if err != nil || len(id) == 0 {
+		return ""
+	}
+	h := sha256.New()
+	for _, part := range [][]byte{[]byte(getenv("AWS_LAMBDA_FUNCTION_NAME")), []byte(getenv("AWS_LAMBDA_FUNCTION_VERSION")), id} {
+		h.Write(part)
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
 // NewLogger returns the JSON logger the functions use, writing to w at
 // level.
 func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
@@ -26,7 +62,7 @@ func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
 // key store (file or DynamoDB) behind a per-container cache. It runs once
 // per container, at init. metrics receives EMF lines (os.Stdout in Lambda).
 func Build(ctx context.Context, s Settings, log *slog.Logger, metrics io.Writer) (*Handler, error) {
-	lcfg := limiter.Config{Timeout: s.Timeout, FailureMode: s.FailureMode, Logger: log}
+	lcfg := limiter.Config{Timeout: s.Timeout, FailureMode: s.FailureMode, Logger: log, Warmup: s.Warmup}
 	if s.UpstashConfigured {
 		client, err := upstash.New(s.Upstash)
 		if err != nil {
@@ -43,6 +79,13 @@ func Build(ctx context.Context, s Settings, log *slog.Logger, metrics io.Writer)
 	lim, err := limiter.New(lcfg)
 	if err != nil {
 		return nil, err
+	}
+	// Open the connection to Upstash (TCP and TLS handshakes) and read the
+	// live settings now, in the init phase, so that the first decision
+	// finds both ready. A failure costs nothing but a log line: the first
+	// decision does the same work.
+	if err := lim.Prime(ctx); err != nil {
+		log.Warn("could not reach Upstash at start; the first decision will", "error", err.Error())
 	}
 
 	var keys apikey.Store
@@ -79,6 +122,10 @@ func Build(ctx context.Context, s Settings, log *slog.Logger, metrics io.Writer)
 		Limiter:       lim,
 		Tiers:         s.Tiers,
 		Costs:         s.Costs,
+		RouteLimits:   s.RouteLimits,
+		Global:        s.Global,
+		Message:       s.Message,
+		Shadow:        s.Shadow,
 		PremiumRoutes: s.PremiumRoutes,
 		Logger:        log,
 		Metrics:       metrics,

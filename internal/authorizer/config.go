@@ -10,13 +10,13 @@ import (
 	"github.com/bucketgate/bucketgate/internal/upstash"
 )
 
-// Defaults of the environment variables (DESIGN.md, template.yaml).
+// Defaults of the environment variables (README's configuration table,
+// template.yaml).
 const (
-	DefaultTierLimits     = "anonymous=6/minute:burst=10,authenticated=30/minute:burst=50,premium=120/minute:burst=200"
-	DefaultRouteCosts     = "POST /predict/batch=5"
-	DefaultPremiumRoutes  = "/premium/"
-	DefaultLimiterTimeout = 150 * time.Millisecond
-	maxLimiterTimeout     = 10 * time.Second
+	DefaultTierLimits    = "anonymous=6/minute:burst=10,authenticated=30/minute:burst=50,premium=120/minute:burst=200"
+	DefaultRouteCosts    = "POST /predict/batch=5"
+	DefaultPremiumRoutes = "/premium/"
+	maxLimiterTimeout    = 10 * time.Second
 )
 
 // Settings is the authorizer's configuration as read from its environment.
@@ -26,8 +26,13 @@ type Settings struct {
 	// (memory-only mode).
 	Upstash           upstash.Config
 	UpstashConfigured bool
-	Tiers             map[string]limiter.Limit
+	Tiers             limiter.Tiers
 	Costs             limiter.RouteCosts
+	RouteLimits       limiter.RouteLimits
+	Global            limiter.Limit // GLOBAL_LIMIT; zero: none
+	Message           string        // LIMIT_MESSAGE; "": DefaultMessage
+	Warmup            limiter.Warmup
+	Shadow            bool // LIMITER_SHADOW
 	PremiumRoutes     []string
 	KeysTable         string // API_KEYS_TABLE
 	KeysFile          string // API_KEYS_FILE; takes precedence over KeysTable
@@ -64,6 +69,31 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 	if s.Costs, err = limiter.ParseRouteCosts(get("ROUTE_COSTS", DefaultRouteCosts)); err != nil {
 		return s, fmt.Errorf("ROUTE_COSTS: %w", err)
 	}
+	if s.RouteLimits, err = limiter.ParseRouteLimits(get("ROUTE_LIMITS", "")); err != nil {
+		return s, fmt.Errorf("ROUTE_LIMITS: %w", err)
+	}
+	if v := get("GLOBAL_LIMIT", ""); v != "" {
+		if s.Global, err = limiter.ParseLimit(v); err != nil {
+			return s, fmt.Errorf("GLOBAL_LIMIT: %w", err)
+		}
+	}
+	s.Message = get("LIMIT_MESSAGE", DefaultMessage)
+	if err := checkMessage(s.Message); err != nil {
+		return s, fmt.Errorf("LIMIT_MESSAGE: %w", err)
+	}
+	if s.Warmup, err = limiter.ParseWarmup(get("WARMUP", "")); err != nil {
+		return s, fmt.Errorf("WARMUP: %w", err)
+	}
+	if !s.Warmup.IsZero() {
+		s.Warmup.Version = Version(getenv)
+	}
+	switch v := strings.ToLower(get("LIMITER_SHADOW", "false")); v {
+	case "true", "1", "yes":
+		s.Shadow = true
+	case "false", "0", "no":
+	default:
+		return s, fmt.Errorf("LIMITER_SHADOW: %q is not true or false", v)
+	}
 	if s.PremiumRoutes, err = parsePrefixes(get("PREMIUM_ROUTES", DefaultPremiumRoutes)); err != nil {
 		return s, fmt.Errorf("PREMIUM_ROUTES: %w", err)
 	}
@@ -72,7 +102,7 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 	if s.KeysTable == "" && s.KeysFile == "" {
 		return s, fmt.Errorf("API_KEYS_TABLE: neither API_KEYS_TABLE nor API_KEYS_FILE is set: keyed callers could not be checked")
 	}
-	s.Timeout = DefaultLimiterTimeout
+	s.Timeout = limiter.DefaultTimeout
 	if v := get("LIMITER_TIMEOUT", ""); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 || d > maxLimiterTimeout {

@@ -215,7 +215,7 @@ func FuzzLoadSettings(f *testing.F) {
 			t.Fatalf("no anonymous tier in %v", s.Tiers)
 		}
 		for name, l := range s.Tiers {
-			if err := l.Validate(); err != nil {
+			if err := l.Limit.Validate(); err != nil {
 				t.Fatalf("tier %q: %v", name, err)
 			}
 		}

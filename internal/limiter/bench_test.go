@@ -1,12 +1,14 @@
 package limiter
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/bucketgate/bucketgate/internal/testutil/redistest"
 )
@@ -67,6 +69,105 @@ var (
 	bytesPerKeyOnce    sync.Once
 	bytesPerKeyMillion float64
 )
+
+// BenchmarkUpstash compares one limiter decision (EVALSHA of the token
+// bucket script, through the Upstash-compatible server to a real
+// redis-server) with one raw single-command round trip (GET of a missing
+// key) on the same client and server, and reports HTTP requests and Redis
+// commands per decision.
+func BenchmarkUpstash(b *testing.B) {
+	_, env := newTestUpstash(b, UpstashConfig{})
+	needRedis(b, env)
+	store, c := newStoreOn(b, env, UpstashConfig{}) // one client (and its connections) for both
+	ctx := context.Background()
+	keys := benchKeys(1000)
+	l := PerSecond(1_000_000) // every decision allowed: the 2-command path
+	b.Run("decision", func(b *testing.B) {
+		// Load the script, then count the steady state.
+		if _, err := store.Allow(ctx, Request{Buckets: []Bucket{{Key: "warm", Limit: l}}, Cost: 1}, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+		env.Redis.Do(b, "CONFIG", "RESETSTAT")
+		reqs0 := env.Server.Requests()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			req := Request{Buckets: []Bucket{{Key: keys[i%len(keys)], Limit: l}}, Cost: 1}
+			if _, err := store.Allow(ctx, req, time.Now()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(env.Server.Requests()-reqs0)/float64(b.N), "http/op")
+		b.ReportMetric(float64(redisCalls(b, env.Redis))/float64(b.N), "redis-cmds/op")
+		b.ReportMetric(redisUsec(b, env.Redis, "evalsha")/float64(b.N), "redis-µs/op")
+	})
+	b.Run("denial", func(b *testing.B) {
+		one := PerDay(1)
+		req := Request{Buckets: []Bucket{{Key: "denied", Limit: one}}, Cost: 1}
+		if _, err := store.Allow(ctx, req, time.Now()); err != nil { // empties it
+			b.Fatal(err)
+		}
+		env.Redis.Do(b, "CONFIG", "RESETSTAT")
+		reqs0 := env.Server.Requests()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			r, err := store.Allow(ctx, req, time.Now())
+			if err != nil || r.Allowed {
+				b.Fatal(r, err)
+			}
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(env.Server.Requests()-reqs0)/float64(b.N), "http/op")
+		b.ReportMetric(float64(redisCalls(b, env.Redis))/float64(b.N), "redis-cmds/op")
+		b.ReportMetric(redisUsec(b, env.Redis, "evalsha")/float64(b.N), "redis-µs/op")
+	})
+	b.Run("raw-get", func(b *testing.B) {
+		env.Redis.Do(b, "CONFIG", "RESETSTAT")
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if err := c.Do(ctx, nil, "GET", "bg:"+keys[i%len(keys)]+":missing"); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		b.ReportMetric(redisUsec(b, env.Redis, "get")/float64(b.N), "redis-µs/op")
+	})
+}
+
+// BenchmarkUpstashRatio alternates a decision and a raw GET round trip on
+// the same client, so that both see the same machine load, and reports the
+// mean of each and their ratio (the target: decision ≤ 1.10 × raw).
+func BenchmarkUpstashRatio(b *testing.B) {
+	_, env := newTestUpstash(b, UpstashConfig{})
+	store, c := newStoreOn(b, env, UpstashConfig{})
+	ctx := context.Background()
+	keys := benchKeys(1000)
+	l := PerSecond(1_000_000)
+	if _, err := store.Allow(ctx, Request{Buckets: []Bucket{{Key: "warm", Limit: l}}, Cost: 1}, time.Now()); err != nil {
+		b.Fatal(err)
+	}
+	var decision, raw time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		k := keys[i%len(keys)]
+		t1 := time.Now()
+		if _, err := store.Allow(ctx, Request{Buckets: []Bucket{{Key: k, Limit: l}}, Cost: 1}, t1); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		if err := c.Do(ctx, nil, "GET", "bg:"+k+":missing"); err != nil {
+			b.Fatal(err)
+		}
+		t3 := time.Now()
+		decision += t2.Sub(t1)
+		raw += t3.Sub(t2)
+	}
+	b.ReportMetric(float64(decision.Microseconds())/float64(b.N), "decision-µs")
+	b.ReportMetric(float64(raw.Microseconds())/float64(b.N), "raw-µs")
+	b.ReportMetric(float64(decision)/float64(raw), "ratio")
+}
 
 // redisUsec returns the microseconds Redis spent in command name (INFO
 // commandstats usec), including the commands a script runs for EVALSHA.

@@ -56,7 +56,7 @@ func quotaParams(q Quota, now time.Time) params {
 
 // state is a bucket at an instant. Token bucket: units held at time at (ms
 // since the Unix epoch, on the clock of the caller that wrote it). Quota:
-// units is the tokens spent in the window; at is unused.
+// units is the tokens spent in the window that ends at at.
 type state struct {
 	units int64
 	at    int64
@@ -93,14 +93,15 @@ func refill(s state, found bool, p params, now int64) (r state, rebased bool) {
 	return state{units: units, at: t}, false
 }
 
-// current is refill for either kind: a quota's spent tokens are clamped at
-// 0 (a missing key spent nothing).
+// current is refill for either kind. A quota's state is the tokens spent
+// in the window ending at p.perMs (its at), clamped at 0; a missing key, or
+// one of another window, spent nothing.
 func current(s state, found bool, p params, now int64) (state, bool) {
 	if p.quota {
-		if !found {
-			return state{}, false
+		if !found || s.at != p.perMs {
+			return state{at: p.perMs}, false
 		}
-		return state{units: max(s.units, 0)}, false
+		return state{units: max(s.units, 0), at: p.perMs}, false
 	}
 	return refill(s, found, p, now)
 }

@@ -1,12 +1,19 @@
 package limiter_test
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/bucketgate/bucketgate/internal/limiter"
+	"github.com/bucketgate/bucketgate/internal/upstash"
 )
 
 // Fuzz targets for everything the limiter reads from outside: the
@@ -133,3 +140,96 @@ func FuzzParseFailureMode(f *testing.F) {
 	})
 }
 
+// fuzzReplyTransport answers every request with status and body: a server (or
+// a proxy in the way) sending anything at all.
+type fuzzReplyTransport struct {
+	status int
+	body   []byte
+}
+
+func (rt fuzzReplyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+		_ = req.Body.Close()
+	}
+	return &http.Response{
+		StatusCode:    rt.status,
+		Header:        http.Header{"Content-Type": {"application/json"}},
+		Body:          io.NopCloser(bytes.NewReader(rt.body)),
+		ContentLength: int64(len(rt.body)),
+		Request:       req,
+	}, nil
+}
+
+var fuzzStatuses = []int{200, 200, 200, 400, 401, 404, 500, 502, 204, 302}
+
+// FuzzUpstashReply runs UpstashStore.Allow against a server answering with
+// an arbitrary status and body. The store must
+// return a typed error or a Result a client can be shown: consistent
+// fields, never a bucket key in an error.
+func FuzzUpstashReply(f *testing.F) {
+	for _, s := range []string{
+		`{"result":[1,"-","",1000000,1000000,777600000,1700000000000,"777600000:1700000000000"]}`,
+		`{"result":[0,"","",1000000,1000000,0,1700000000000,""]}`,
+		`{"result":[1,"*=200000,1,0,0","1699999999000",200000,200000,100,1700000000000,"100:1700000000000",5,1700000000000,"5:1700000000000"]}`,
+		`{"result":["1","-","","1000000","1000000","864000000","1700000000000",""]}`,
+		`{"result":[2,"-","",1,1,1,1,""]}`, `{"result":[1,"-","",1000000,1000000,-1,1,""]}`, `{"result":[1,"-","",1e300,1,1,1,""]}`,
+		`{"result":[1,1]}`, `{"result":null}`, `{"result":"OK"}`, `{"result":[[1],[2],[3]]}`,
+		`{"error":"NOSCRIPT No matching script. Please use EVAL."}`, `{"error":"ERR bucket bg:ip:203.0.113.9"}`,
+		`<html>502</html>`, `{"result":[1,864000000000,`, ``,
+	} {
+		f.Add(uint8(0), s)
+	}
+	f.Add(uint8(4), `{"error":"WRONGPASS invalid or missing auth token"}`)
+	f.Fuzz(func(t *testing.T, statusIdx uint8, body string) {
+		status := fuzzStatuses[int(statusIdx)%len(fuzzStatuses)]
+		client, err := upstash.New(upstash.Config{
+			URL: "http://upstash.invalid", Token: "fuzz-token", MaxReplyBytes: 4096,
+			HTTPClient: &http.Client{Transport: fuzzReplyTransport{status: status, body: []byte(body)}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		store, err := limiter.NewUpstashStore(limiter.UpstashConfig{Client: client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		limits := []limiter.Limit{limiter.PerMinute(6).WithBurst(10), limiter.PerSecond(5)}
+		const key = "ip:203.0.113.9"
+		req := limiter.Request{Cost: 1, Buckets: []limiter.Bucket{{Key: key, Limit: limits[0]}}}
+		if strings.Count(body, ",") > 8 {
+			req.Buckets = append(req.Buckets, limiter.Bucket{Key: "global", Limit: limits[1]})
+		}
+		r, err := store.Allow(context.Background(), req, time.UnixMilli(1_700_000_000_000))
+		if err != nil {
+			if !errors.Is(err, limiter.ErrBadReply) && upstash.KindOf(err) == 0 {
+				var ue *upstash.Error
+				if !errors.As(err, &ue) {
+					t.Fatalf("untyped error %v", err)
+				}
+			}
+			if strings.Contains(err.Error(), "203.0.113.9") && !strings.Contains(body, "203.0.113.9") {
+				t.Fatalf("error %q names the bucket key", err)
+			}
+			return
+		}
+		// Whatever the factors the reply claims, a Result is consistent.
+		top := r.Buckets[r.Reported]
+		switch {
+		case r.Source != limiter.SourceUpstash:
+			t.Fatalf("source %v", r.Source)
+		case r.N != len(req.Buckets) || r.Reported < 0 || r.Reported >= r.N:
+			t.Fatalf("N %d, Reported %d for %d buckets", r.N, r.Reported, len(req.Buckets))
+		case r.Limit != top.Limit || r.Remaining != top.Remaining || r.Window != top.Window || r.ResetAfter != top.ResetAfter:
+			t.Fatalf("top-level numbers %+v are not the reported bucket's %+v", r, top)
+		case r.Limit < 0 || r.Limit > 10*int64(limiter.MaxFactor) || r.Remaining < 0 || r.Remaining > r.Limit:
+			t.Fatalf("Limit %d, Remaining %d", r.Limit, r.Remaining)
+		case r.ResetAfter < 0 || r.RetryAfter < 0 || r.Window <= 0:
+			t.Fatalf("durations: %+v", r)
+		case r.Allowed && (r.RetryAfter != 0 || r.Reason != ""):
+			t.Fatalf("allowed with RetryAfter %s, Reason %q", r.RetryAfter, r.Reason)
+		case !r.Allowed && (r.RetryAfter <= 0 || r.Reason == ""):
+			t.Fatalf("denied with RetryAfter %s, Reason %q", r.RetryAfter, r.Reason)
+		}
+	})
+}

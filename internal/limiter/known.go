@@ -18,8 +18,11 @@ import (
 //     quota is a lower bound on the tokens spent. So when they cannot pay a
 //     request, the store would refuse it too, and a repeat denial is
 //     answered here (Source "cache") until the retry time. This answer is
-//     given only when every bucket of the request is remembered, so that its
-//     RetryAfter and Remaining are what the store would report. The one
+//     given only when every bucket of the request is remembered and not yet
+//     expired, so that its RetryAfter and Remaining are what the store would
+//     report, and only while the live settings are fresh (see
+//     UpstashConfig.SettingsTTL): a flood of denials costs one request per
+//     SettingsTTL. The one
 //     exception to "never denies what the store allows" is clock skew: a
 //     bucket last written by a container whose clock ran ahead (at most
 //     MaxClockSkew) is read here without the refill of that gap.
@@ -27,6 +30,10 @@ import (
 // Bounded like the memory store; entries drain away once their key would
 // have expired. Safe for concurrent use.
 type known struct{ t *table }
+
+// absent is the fullAt of an entry for a key the store did not hold: a full
+// bucket (an upper bound however the key changed since), guessed absent.
+const absent int64 = -1
 
 func newKnown(maxKeys int) *known { return &known{t: newTable(16, maxKeys)} }
 
@@ -63,7 +70,7 @@ func (k *known) guess(key string, p params, now int64) string {
 		return ""
 	}
 	e, ok := k.get(key)
-	if !ok || e.fullAt <= now {
+	if !ok || e.fullAt <= now { // absent entries too
 		return ""
 	}
 	return encodeState(e.state, p)
@@ -72,7 +79,7 @@ func (k *known) guess(key string, p params, now int64) string {
 // encodeState is a state as the script stores it.
 func encodeState(s state, p params) string {
 	if p.quota {
-		return strconv.FormatInt(s.units, 10)
+		return strconv.FormatInt(s.units, 10) // the key names the window
 	}
 	return strconv.FormatInt(s.units, 10) + ":" + strconv.FormatInt(s.at, 10)
 }

@@ -253,8 +253,8 @@ func parsePeriod(s string) (time.Duration, error) {
 	return 0, invalid("unknown period %q (want second, minute, hour or day)", s)
 }
 
-// Tiers maps a tier name to its limit. It is what ParseTierLimits returns.
-type Tiers map[string]Limit
+// Tiers maps a tier name to its policy. It is what ParseTierLimits returns.
+type Tiers map[string]Policy
 
 // String renders the tiers as ParseTierLimits reads them, sorted by name.
 func (t Tiers) String() string {
@@ -273,8 +273,9 @@ func (t Tiers) String() string {
 	return b.String()
 }
 
-// ParseTierLimits parses TIER_LIMITS: comma-separated "tier=RATE/PERIOD[:burst=N]"
-// items, e.g. "anonymous=6/minute:burst=10,premium=120/minute:burst=200".
+// ParseTierLimits parses TIER_LIMITS: comma-separated
+// "tier=RATE/PERIOD[:burst=N][:quota=N/QPERIOD]" items, e.g.
+// "anonymous=6/minute:burst=10,premium=120/minute:burst=200:quota=100000/month".
 //
 // Spaces around items and parts are ignored, and so are empty items (a
 // trailing comma). Tier names are case-sensitive and made of letters, digits,
@@ -284,8 +285,8 @@ func (t Tiers) String() string {
 //	"premium=12/fortnight": unknown period "fortnight" (want second, minute, hour or day)
 //
 // and the caller prefixes the variable's name.
-func ParseTierLimits(s string) (map[string]Limit, error) {
-	tiers := make(map[string]Limit)
+func ParseTierLimits(s string) (Tiers, error) {
+	tiers := make(Tiers)
 	for _, item := range strings.Split(s, ",") {
 		item = strings.TrimSpace(item)
 		if item == "" {
@@ -294,7 +295,7 @@ func ParseTierLimits(s string) (map[string]Limit, error) {
 		name, spec, ok := strings.Cut(item, "=")
 		name = strings.TrimSpace(name)
 		if !ok {
-			return nil, invalid("%q: want tier=RATE/PERIOD[:burst=N]", item)
+			return nil, invalid("%q: want tier=RATE/PERIOD[:burst=N][:quota=N/QPERIOD]", item)
 		}
 		if err := checkName("tier", name); err != nil {
 			return nil, fmt.Errorf("%q: %w", item, err)
@@ -302,11 +303,11 @@ func ParseTierLimits(s string) (map[string]Limit, error) {
 		if _, dup := tiers[name]; dup {
 			return nil, invalid("%q: tier %q is given twice", item, name)
 		}
-		l, err := ParseLimit(spec)
+		p, err := ParsePolicy(spec)
 		if err != nil {
 			return nil, fmt.Errorf("%q: %w", item, err)
 		}
-		tiers[name] = l
+		tiers[name] = p
 	}
 	if len(tiers) == 0 {
 		return nil, invalid("no tiers given (want tier=RATE/PERIOD[:burst=N],...)")

@@ -140,30 +140,38 @@ func TestParseTierLimits(t *testing.T) {
 	tests := []struct {
 		name    string
 		in      string
-		want    map[string]Limit
+		want    Tiers
 		wantErr string
 	}{
 		{
 			name: "design default",
 			in:   "anonymous=6/minute:burst=10,authenticated=30/minute:burst=50,premium=120/minute:burst=200",
-			want: map[string]Limit{
-				"anonymous":     {Rate: 6, Period: time.Minute, Burst: 10},
-				"authenticated": {Rate: 30, Period: time.Minute, Burst: 50},
-				"premium":       {Rate: 120, Period: time.Minute, Burst: 200},
+			want: Tiers{
+				"anonymous":     {Limit: Limit{Rate: 6, Period: time.Minute, Burst: 10}},
+				"authenticated": {Limit: Limit{Rate: 30, Period: time.Minute, Burst: 50}},
+				"premium":       {Limit: Limit{Rate: 120, Period: time.Minute, Burst: 200}},
 			},
 		},
 		{
 			name: "whitespace and trailing comma",
 			in:   " free = 1/second ,\n\tpaid=100/day:burst=5 , ",
-			want: map[string]Limit{
-				"free": {Rate: 1, Period: time.Second, Burst: 1},
-				"paid": {Rate: 100, Period: 24 * time.Hour, Burst: 5},
+			want: Tiers{
+				"free": {Limit: Limit{Rate: 1, Period: time.Second, Burst: 1}},
+				"paid": {Limit: Limit{Rate: 100, Period: 24 * time.Hour, Burst: 5}},
+			},
+		},
+		{
+			name: "quotas",
+			in:   "free=1/second:quota=100/day,paid=100/day:burst=5:quota=3000/month",
+			want: Tiers{
+				"free": {Limit: Limit{Rate: 1, Period: time.Second, Burst: 1}, Quota: Quota{Limit: 100, Period: QuotaDay}},
+				"paid": {Limit: Limit{Rate: 100, Period: 24 * time.Hour, Burst: 5}, Quota: Quota{Limit: 3000, Period: QuotaMonth}},
 			},
 		},
 		{name: "unknown period names the item", in: "anonymous=6/minute,premium=12/fortnight",
 			wantErr: `"premium=12/fortnight": unknown period "fortnight" (want second, minute, hour or day)`},
 		{name: "duplicate tier", in: "a=1/second,a=2/second", wantErr: `"a=2/second": tier "a" is given twice`},
-		{name: "missing equals", in: "premium", wantErr: `"premium": want tier=RATE/PERIOD[:burst=N]`},
+		{name: "missing equals", in: "premium", wantErr: `"premium": want tier=RATE/PERIOD[:burst=N][:quota=N/QPERIOD]`},
 		{name: "empty name", in: "=1/second", wantErr: `"=1/second": tier name is empty`},
 		{name: "bad name", in: "pre mium=1/second", wantErr: `tier name "pre mium" may only hold`},
 		{name: "zero rate", in: "a=0/second", wantErr: `"a=0/second": rate must be at least 1, got 0`},
@@ -189,7 +197,7 @@ func TestParseTierLimits(t *testing.T) {
 				t.Errorf("mismatch (-want +got):\n%s", diff)
 			}
 			// The rendering parses back to the same tiers.
-			back, err := ParseTierLimits(Tiers(got).String())
+			back, err := ParseTierLimits(got.String())
 			if err != nil {
 				t.Fatalf("ParseTierLimits(String()): %v", err)
 			}

@@ -117,7 +117,7 @@ func (m *MemoryStore) decideTo(r *Result, req Request, ps []params, now int64) {
 	locked, nl := m.t.lockShards(refs[:n])
 	for i, b := range req.Buckets {
 		pos[i] = m.t.findLocked(refs[i], b.Key)
-		st[i], found[i] = m.held(refs[i], pos[i], ps[i], now)
+		st[i], found[i] = m.held(refs[i], pos[i])
 	}
 	allowed := decide(st[:n], found[:n], ps, req.Cost, now, write[:n])
 	// Held buckets first: inserting can move entries.
@@ -143,7 +143,7 @@ func (m *MemoryStore) decideOne(r *Result, key string, p params, cost, now int64
 	mu := &m.t.shards[rf.shard].mu
 	mu.Lock()
 	pos := m.t.findLocked(rf, key)
-	s, found := m.held(rf, pos, p, now)
+	s, found := m.held(rf, pos)
 	s, write := current(s, found, p, now)
 	allowed := passes(s, p, cost)
 	if allowed {
@@ -164,16 +164,12 @@ func (m *MemoryStore) decideOne(r *Result, key string, p params, cost, now int64
 }
 
 // held returns the state of the bucket at pos (-1: none) and whether there
-// is one. A quota whose window has ended counts as none: it starts afresh.
-func (m *MemoryStore) held(rf ref, pos int, p params, now int64) (state, bool) {
+// is one.
+func (m *MemoryStore) held(rf ref, pos int) (state, bool) {
 	if pos < 0 {
 		return state{}, false
 	}
-	e := m.t.atLocked(rf, pos)
-	if p.quota && e.fullAt <= now {
-		return state{}, false
-	}
-	return e.state, true
+	return m.t.atLocked(rf, pos).state, true
 }
 
 // store writes a bucket's new state at pos, or inserts it when pos is -1.

@@ -134,3 +134,84 @@ func (rc RouteCosts) String() string {
 	}
 	return b.String()
 }
+
+// RouteLimits are extra per-caller buckets for some routes (ROUTE_LIMITS),
+// optionally for one tier only. Routes match as in RouteCosts. The zero
+// value has none. Read-only after ParseRouteLimits; safe for concurrent use.
+type RouteLimits struct {
+	limits map[routeTier]Limit
+}
+
+type routeTier struct {
+	route
+	tier string // "" for every tier
+}
+
+// ParseRouteLimits parses ROUTE_LIMITS: comma-separated
+// "METHOD PATH[@TIER]=RATE/PERIOD[:burst=N]" items, e.g.
+// "POST /predict=10/minute,POST /predict@premium=100/minute:burst=20". An
+// entry with @TIER applies to that tier only and wins over one without. An
+// empty string gives none. Errors quote the offending item; the caller
+// prefixes the variable's name.
+func ParseRouteLimits(s string) (RouteLimits, error) {
+	rl := RouteLimits{limits: make(map[routeTier]Limit)}
+	const want = "want METHOD PATH[@TIER]=RATE/PERIOD[:burst=N], e.g. POST /predict=10/minute"
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		head, spec, ok := strings.Cut(item, "=")
+		fields := strings.Fields(head)
+		if !ok || len(fields) != 2 {
+			return RouteLimits{}, invalid("%q: %s", item, want)
+		}
+		method := strings.ToUpper(fields[0])
+		path, tier, hasTier := strings.Cut(fields[1], "@")
+		switch {
+		case !isToken(method):
+			return RouteLimits{}, invalid("%q: method %q is not an HTTP method", item, fields[0])
+		case !strings.HasPrefix(path, "/"):
+			return RouteLimits{}, invalid("%q: path %q must start with '/'", item, path)
+		}
+		if hasTier {
+			if err := checkName("tier", tier); err != nil {
+				return RouteLimits{}, invalidf(item, err)
+			}
+		}
+		l, err := ParseLimit(spec)
+		if err != nil {
+			return RouteLimits{}, invalidf(item, err)
+		}
+		k := routeTier{route{method, path}, tier}
+		if _, dup := rl.limits[k]; dup {
+			return RouteLimits{}, invalid("%q: route %s %s is given twice", item, method, fields[1])
+		}
+		rl.limits[k] = l
+	}
+	return rl, nil
+}
+
+// Lookup returns the limit for a request to method and path by a caller of
+// tier: the tier's own entry, else the entry for every tier.
+func (rl RouteLimits) Lookup(method, path, tier string) (Limit, bool) {
+	if len(rl.limits) == 0 {
+		return Limit{}, false
+	}
+	if !isToken(method) {
+		method = strings.ToUpper(method)
+	}
+	r := route{method, path}
+	if l, ok := rl.limits[routeTier{r, tier}]; ok {
+		return l, true
+	}
+	l, ok := rl.limits[routeTier{r, ""}]
+	return l, ok
+}
+
+// Each calls fn for every entry (tier "" for every tier), in no order.
+func (rl RouteLimits) Each(fn func(method, path, tier string, l Limit)) {
+	for k, l := range rl.limits {
+		fn(k.method, k.path, k.tier, l)
+	}
+}

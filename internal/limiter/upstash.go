@@ -124,31 +124,33 @@ func (u *UpstashStore) Allow(ctx context.Context, req Request, now time.Time) (R
 	if err := req.Validate(); err != nil {
 		return Result{}, err
 	}
-	return u.decide(ctx, req, now)
+	return u.decide(ctx, req, now, false)
 }
 
-// Prime reads the live settings and the warm-up start in one request, so
-// that the first decision needs neither and finds a connection open. Call
-// it once at start, with a short deadline: a failure only means the first
-// decision reads them instead.
-func (u *UpstashStore) Prime(ctx context.Context) error {
-	_, err := u.decide(ctx, Request{}, time.Now())
+// prime reads the live settings and the warm-up start in one request, so
+// that the first decision needs neither and finds a connection open (see
+// Limiter.Prime).
+func (u *UpstashStore) prime(ctx context.Context, now time.Time) error {
+	_, err := u.decide(ctx, Request{}, now, true)
 	return err
 }
 
-// decide runs the script for a valid request (or none, to prime).
-func (u *UpstashStore) decide(ctx context.Context, req Request, now time.Time) (Result, error) {
+// decide runs the script for a valid request (or none, to prime), reading
+// the live settings when they are stale or when read is set.
+func (u *UpstashStore) decide(ctx context.Context, req Request, now time.Time, read bool) (Result, error) {
 	nowMs := now.UnixMilli()
 	n := len(req.Buckets)
 	u.mu.Lock()
-	readSettings := u.readAt == 0 || nowMs-u.readAt >= u.ttl
+	readSettings := read || !fresh(u.readAt, nowMs, u.ttl)
 	scales, warmStart := u.scales, u.warmStart
 	u.mu.Unlock()
 
+	var ps [MaxBuckets]params
+	resolve(req, unscaled, now, ps[:n])
 	mode := 0
 	keys := make([]string, n, n+2)
 	for i, b := range req.Buckets {
-		keys[i] = u.prefix + b.Key
+		keys[i] = u.key(b, ps[i])
 	}
 	if readSettings {
 		mode |= 1
@@ -168,8 +170,6 @@ func (u *UpstashStore) decide(ctx context.Context, req Request, now time.Time) (
 		warm = fmt.Sprintf("%d,%d,%s,%s", toPPM(u.warm.Factor), u.warm.Duration.Milliseconds(), start, u.warm.Version)
 	}
 	all, tr := settingsPPM(scales, req.Tier, nowMs) // the script adds warm-up
-	var ps [MaxBuckets]params
-	resolve(req, unscaled, now, ps[:n])
 	args := make([]any, 0, 9+4*n)
 	args = append(args, nowMs, req.Cost, skewMs, n, mode, req.Tier, all, tr, warm)
 	for i, b := range req.Buckets {
@@ -182,7 +182,7 @@ func (u *UpstashStore) decide(ctx context.Context, req Request, now time.Time) (
 
 	var reply []json.RawMessage
 	start := time.Now()
-	err := runScript(ctx, u.client, &reply, keys, args...)
+	err := decideScript.Run(ctx, u.client, &reply, keys, args...)
 	latency := time.Since(start)
 	if err != nil {
 		return Result{UpstashLatency: latency}, fmt.Errorf("limiter: decision script: %w", err)
@@ -209,12 +209,18 @@ func (u *UpstashStore) decide(ctx context.Context, req Request, now time.Time) (
 			ps[i] = tokenParams(b.Limit, fr.of(b.Scope))
 		}
 		st[i] = rep.st[i]
+		if ps[i].quota {
+			st[i].at = ps[i].perMs
+		}
 		if err := checkState(st[i], ps[i]); err != nil {
 			return Result{UpstashLatency: latency}, fmt.Errorf("limiter: %w: bucket %d: %w", ErrBadReply, i+1, err)
 		}
 		if u.known != nil {
-			e := entry{fullAt: nowMs} // absent: expired as of now
+			e := entry{fullAt: absent}
 			if s, ok := decodeState(rep.stored[i], ps[i]); ok {
+				if ps[i].quota {
+					s.at = ps[i].perMs
+				}
 				e = entry{state: s, fullAt: expiresAt(s, ps[i])}
 			}
 			u.known.put(keys[i], e, nowMs)
@@ -224,6 +230,23 @@ func (u *UpstashStore) decide(ctx context.Context, req Request, now time.Time) (
 	r.Source = SourceUpstash
 	r.UpstashLatency = latency
 	return r, nil
+}
+
+// fresh reports whether settings read at readAt (ms; 0: never) are still
+// to be used at now: for ttl ms, and never after the clock stepped back
+// before the read.
+func fresh(readAt, now, ttl int64) bool {
+	return readAt != 0 && now >= readAt && now-readAt < ttl
+}
+
+// key is the Redis key of bucket b: a quota's names its window (by its end),
+// so that each window counts afresh and clocks straddling the window's end
+// each find their own.
+func (u *UpstashStore) key(b Bucket, p params) string {
+	if p.quota {
+		return u.prefix + b.Key + ":" + strconv.FormatInt(p.perMs, 10)
+	}
+	return u.prefix + b.Key
 }
 
 // checkState rejects a reported state a correct script cannot produce.
@@ -242,10 +265,10 @@ func (u *UpstashStore) cached(req Request, now time.Time) (Result, bool) {
 	}
 	nowMs := now.UnixMilli()
 	u.mu.Lock()
-	fresh := u.readAt != 0 && nowMs-u.readAt < u.ttl
+	isFresh := fresh(u.readAt, nowMs, u.ttl)
 	scales, warmStart := u.scales, u.warmStart
 	u.mu.Unlock()
-	if !fresh || (!u.warm.IsZero() && warmStart == 0 && u.warm.Version != "") {
+	if !isFresh || (!u.warm.IsZero() && warmStart == 0 && u.warm.Version != "") {
 		return Result{}, false
 	}
 	n := len(req.Buckets)
@@ -256,11 +279,17 @@ func (u *UpstashStore) cached(req Request, now time.Time) (Result, bool) {
 	resolve(req, u.factorsAt(scales, warmStart, req.Tier, nowMs), now, ps[:n])
 	refuse := false
 	for i, b := range req.Buckets {
-		e, ok := u.known.get(u.prefix + b.Key)
-		if !ok {
+		e, ok := u.known.get(u.key(b, ps[i]))
+		live := ok && e.fullAt > nowMs
+		switch {
+		case !ok:
 			return Result{}, false // the store knows more
+		case !live && e.fullAt != absent && expiresAt(e.state, ps[i]) != e.fullAt:
+			// Expired, but under other factors than today's: the key may
+			// still be there.
+			return Result{}, false
 		}
-		st[i], _ = current(e.state, e.fullAt > nowMs, ps[i], nowMs)
+		st[i], _ = current(e.state, live, ps[i], nowMs) // not live: full
 		if !passes(st[i], ps[i], req.Cost) {
 			refuse = true
 		}

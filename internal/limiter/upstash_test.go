@@ -288,7 +288,9 @@ func TestKeysExpireWhenFull(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			mustDecide(t, store, Request{Buckets: []Bucket{tt.b}, Cost: tt.cost}, t0)
-			pttl, err := strconv.ParseInt(rs.Do(t, "PTTL", DefaultPrefix+tt.b.Key), 10, 64)
+			var ps [1]params
+			resolve(Request{Buckets: []Bucket{tt.b}}, unscaled, t0, ps[:])
+			pttl, err := strconv.ParseInt(rs.Do(t, "PTTL", store.key(tt.b, ps[0])), 10, 64)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -37,8 +37,8 @@ func newHandler(t testing.TB) (*Handler, *bytes.Buffer) {
 
 // decision is an allowed authenticated request, as the authorizer reports it.
 var decision = authctx.Decision{
-	Tier: "authenticated", Caller: "key_7f3a9c2e", Limit: 50, Remaining: 49, Reset: 2,
-	Source: "upstash", Cost: 1, Window: 100,
+	Tier: "authenticated", Caller: "key_7f3a9c2e", Source: "upstash", Cost: 1,
+	Policies: []authctx.Policy{{Name: "authenticated", Limit: 50, Remaining: 49, Reset: 2, Window: 100}},
 }
 
 // rateLimitHeaders are the headers echoed for decision.
@@ -619,6 +619,7 @@ func TestHandleForbidden(t *testing.T) {
 	bare.RequiredTier = ""
 	premium := decision
 	premium.Tier = "premium"
+	premium.Policies = []authctx.Policy{{Name: "premium", Limit: 50, Remaining: 49, Reset: 2, Window: 100}}
 	tierOnly := withJSON(false, "X-RateLimit-Tier", "authenticated")
 	tests := []struct {
 		name       string

@@ -3,6 +3,7 @@ package upstash_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,26 +14,128 @@ import (
 	"github.com/bucketgate/bucketgate/internal/upstash"
 )
 
-// The benchmarks compare one command sent through the client with a raw
-// net/http POST of the same pre-built body to the same server, read to EOF
-// and not decoded: "raw" through http.Client.Do, "rawrt" straight to the
-// transport's RoundTrip (as the client does). The difference is the
-// client's overhead: encoding, decoding, error classification. All use a
-// context with a deadline (as the limiter does), created once.
+// The benchmarks compare a call through the client with a hand-written
+// net/http POST of the same body to the same server, read to EOF and not
+// decoded: "raw" through http.Client.Do, "rawrt" straight to the
+// transport's RoundTrip (as the client sends). The difference is the
+// client's own work: encoding, decoding into a typed value, error
+// classification. All use a context with a deadline (as the limiter does).
+// B/op and allocs/op include the in-process server's.
 //
-//	go test -run '^$' -bench 'RoundTrip|Codec' -benchmem -count 10 -benchtime 0.5s ./internal/upstash/
+//	fixed/*                an httptest server answering a fixed reply, so
+//	                       that the server's cost is small and steady:
+//	                       PING -> "PONG", decoded into a string
+//	fixed/script-*         a limiter-like EVALSHA (2 keys, 4 arguments)
+//	                       answered [1,200,199,0,500], decoded into []int64
+//	upstashlocal/*         upstashlocal in front of a real redis-server: GET
+//	upstashlocal/script-*  of a key, and the EVALSHA of a script returning
+//	                       five integers
+//
+// BenchmarkRoundTripRatio alternates client and rawrt calls in one loop, so
+// that both see the same load on a shared machine, and reports client/raw.
+//
+//	go test -run '^$' -bench RoundTrip -benchmem -count 10 -benchtime 0.5s ./internal/upstash/
+
+// benchCase is one call, made through the client or sent raw.
+type benchCase struct {
+	name       string
+	url, token string
+	body       []byte // what the client sends, for the raw POST
+	call       func(ctx context.Context, c *upstash.Client) error
+}
+
+func benchCases(b *testing.B) []benchCase {
+	ping := fixedServer(b, `{"result":"PONG"}`)
+	scripted := fixedServer(b, `{"result":[1,200,199,0,500]}`)
+	script := upstash.NewScript(benchScript)
+	keys := []string{"bg:k:premium:0123456789abcdef", "bg:global"}
+	args := []any{int64(1_700_000_000_000), int64(1000), int64(0), int64(864_000_000)}
+	scriptBody := mustJSON(b, []string{"EVALSHA", script.SHA1(), "2", keys[0], keys[1], "1700000000000", "1000", "0", "864000000"})
+	var str string
+	var ints []int64
+	runScript := func(ctx context.Context, c *upstash.Client) error { return script.Run(ctx, c, &ints, keys, args...) }
+
+	env := upstashtest.StartRedis(b)
+	env.Redis.Do(b, "SET", "bench:key", "some value")
+	env.Redis.Do(b, "SCRIPT", "LOAD", benchScript)
+	return []benchCase{
+		{"fixed/", ping.URL, benchToken, []byte(`["PING"]`),
+			func(ctx context.Context, c *upstash.Client) error { return c.Do(ctx, &str, "PING") }},
+		{"fixed/script-", scripted.URL, benchToken, scriptBody, runScript},
+		{"upstashlocal/", env.URL, env.Token, []byte(`["GET","bench:key"]`),
+			func(ctx context.Context, c *upstash.Client) error { return c.Do(ctx, &str, "GET", "bench:key") }},
+		{"upstashlocal/script-", env.URL, env.Token, scriptBody, runScript},
+	}
+}
+
+func BenchmarkRoundTrip(b *testing.B) {
+	for _, bc := range benchCases(b) {
+		b.Run(bc.name+"raw", func(b *testing.B) { benchRaw(b, bc, false) })
+		b.Run(bc.name+"rawrt", func(b *testing.B) { benchRaw(b, bc, true) })
+		b.Run(bc.name+"client", func(b *testing.B) { benchClient(b, bc) })
+	}
+}
+
+func BenchmarkRoundTripRatio(b *testing.B) {
+	for _, bc := range benchCases(b) {
+		b.Run(bc.name+"client-vs-rawrt", func(b *testing.B) {
+			c := newBenchClient(b, bc)
+			raw := rawPoster(b, bc, true)
+			ctx := benchContext(b)
+			var client, direct time.Duration
+			i := 0
+			for b.Loop() {
+				// Alternate the order, so that neither always runs on a
+				// connection that just went idle.
+				first, second := func() error { return bc.call(ctx, c) }, func() error { return raw(ctx) }
+				if i%2 == 1 {
+					first, second = second, first
+				}
+				t0 := time.Now()
+				if err := first(); err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				if err := second(); err != nil {
+					b.Fatal(err)
+				}
+				t2 := time.Now()
+				if i%2 == 0 {
+					client, direct = client+t1.Sub(t0), direct+t2.Sub(t1)
+				} else {
+					client, direct = client+t2.Sub(t1), direct+t1.Sub(t0)
+				}
+				i++
+			}
+			b.ReportMetric(float64(client)/float64(b.N), "client-ns/op")
+			b.ReportMetric(float64(direct)/float64(b.N), "rawrt-ns/op")
+			b.ReportMetric(float64(client)/float64(direct), "client/rawrt")
+		})
+	}
+}
+
+// fixedServer answers every request with reply, after reading the body.
+func fixedServer(b *testing.B, reply string) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, reply)
+	}))
+	b.Cleanup(srv.Close)
+	return srv
+}
+
+// benchScript returns five integers, as the token-bucket script does.
+const benchScript = "return {1, tonumber(ARGV[2]) / 5, tonumber(ARGV[2]) / 5 - 1, 0, 500}"
 
 const benchToken = "bench-token-0123456789"
 
-// rawTransport has the settings of the client's default transport that
-// matter on loopback.
-func rawClient() *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		MaxIdleConns:        256,
-		MaxIdleConnsPerHost: 128,
-		ForceAttemptHTTP2:   true,
-		DisableCompression:  true,
-	}}
+func mustJSON(b *testing.B, v any) []byte {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return raw
 }
 
 func benchContext(b *testing.B) context.Context {
@@ -41,75 +144,68 @@ func benchContext(b *testing.B) context.Context {
 	return ctx
 }
 
-// benchRaw posts body to url with the headers the client sends and reads
-// the reply to EOF.
-func benchRaw(b *testing.B, url, token string, body []byte) {
-	hc := rawClient()
-	b.Cleanup(hc.CloseIdleConnections)
-	ctx := benchContext(b)
-	auth := "Bearer " + token
-	b.ReportAllocs()
-	defer reportCPU(b)()
-	for b.Loop() {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+// rawPoster returns a function posting bc.body with the headers the client
+// sends and reading the reply to EOF, through http.Client or (roundTrip)
+// straight to the transport. The transport has the client's settings that
+// matter on loopback.
+func rawPoster(b *testing.B, bc benchCase, roundTrip bool) func(ctx context.Context) error {
+	tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 128, ForceAttemptHTTP2: true, DisableCompression: true}
+	b.Cleanup(tr.CloseIdleConnections)
+	hc := &http.Client{Transport: tr}
+	auth := "Bearer " + bc.token
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, bc.url+"/", bytes.NewReader(bc.body))
 		if err != nil {
-			b.Fatal(err)
+			return err
 		}
 		req.Header.Set("Authorization", auth)
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := hc.Do(req)
+		var resp *http.Response
+		if roundTrip {
+			resp, err = tr.RoundTrip(req)
+		} else {
+			resp, err = hc.Do(req)
+		}
 		if err != nil {
-			b.Fatal(err)
+			return err
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		_ = resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			b.Fatalf("status %d", resp.StatusCode)
 		}
+		return nil
 	}
 }
 
-// benchRawTransport is benchRaw without http.Client: the request goes
-// straight to the transport's RoundTrip, as the client sends it. It is the
-// least net/http work a POST can cost.
-func benchRawTransport(b *testing.B, url, token string, body []byte) {
-	tr := rawClient().Transport
-	b.Cleanup(tr.(*http.Transport).CloseIdleConnections)
+func benchRaw(b *testing.B, bc benchCase, roundTrip bool) {
+	post := rawPoster(b, bc, roundTrip)
 	ctx := benchContext(b)
-	auth := "Bearer " + token
 	b.ReportAllocs()
 	defer reportCPU(b)()
 	for b.Loop() {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-		if err != nil {
+		if err := post(ctx); err != nil {
 			b.Fatal(err)
-		}
-		req.Header.Set("Authorization", auth)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := tr.RoundTrip(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			b.Fatalf("status %d", resp.StatusCode)
 		}
 	}
 }
 
-// benchClient sends the command through the client.
-func benchClient(b *testing.B, url, token string, args ...any) {
-	c, err := upstash.New(upstash.Config{URL: url, Token: token})
+func newBenchClient(b *testing.B, bc benchCase) *upstash.Client {
+	c, err := upstash.New(upstash.Config{URL: bc.url, Token: bc.token})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
+func benchClient(b *testing.B, bc benchCase) {
+	c := newBenchClient(b, bc)
 	ctx := benchContext(b)
 	b.ReportAllocs()
 	defer reportCPU(b)()
 	for b.Loop() {
-		if _, err := c.Do(ctx, args...); err != nil {
+		if err := bc.call(ctx, c); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -125,29 +221,4 @@ func reportCPU(b *testing.B) func() {
 			b.ReportMetric(float64(end-start)/float64(b.N), "cpu-ns/op")
 		}
 	}
-}
-
-// BenchmarkRoundTrip/fixed: an httptest server answering a fixed reply, so
-// that the server's cost is as small and steady as possible.
-// BenchmarkRoundTrip/upstashlocal: the project's Upstash-compatible server
-// and a real redis-server.
-func BenchmarkRoundTrip(b *testing.B) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"result":"PONG"}`)
-	}))
-	b.Cleanup(srv.Close)
-	b.Run("fixed/raw", func(b *testing.B) { benchRaw(b, srv.URL+"/", benchToken, []byte(`["PING"]`)) })
-	b.Run("fixed/rawrt", func(b *testing.B) { benchRawTransport(b, srv.URL+"/", benchToken, []byte(`["PING"]`)) })
-	b.Run("fixed/client", func(b *testing.B) { benchClient(b, srv.URL, benchToken, "PING") })
-
-	// The real stack: upstashlocal in front of redis-server, GET of a key.
-	env := upstashtest.Start(b)
-	env.Redis.Do(b, "SET", "bench:key", "some value")
-	b.Run("upstashlocal/raw", func(b *testing.B) { benchRaw(b, env.URL+"/", env.Token, []byte(`["GET","bench:key"]`)) })
-	b.Run("upstashlocal/rawrt", func(b *testing.B) {
-		benchRawTransport(b, env.URL+"/", env.Token, []byte(`["GET","bench:key"]`))
-	})
-	b.Run("upstashlocal/client", func(b *testing.B) { benchClient(b, env.URL, env.Token, "GET", "bench:key") })
 }

@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -23,30 +24,13 @@ import (
 // goroutines of its own (the HTTP transport's connection goroutines aside).
 // Create one per process and reuse it: it keeps connections alive.
 type Client struct {
-	urls     [3]*url.URL // by endpoint; shared read-only by every request
+	url      *url.URL    // the command endpoint, "BASE/"; shared read-only
 	header   http.Header // shared read-only by every request
 	rt       http.RoundTripper
 	hcTime   time.Duration // Timeout of a given http.Client, applied to every call
 	token    string        // only to scrub it from server-provided messages
-	b64      bool
 	maxReply int64
 	timeout  time.Duration
-}
-
-// Endpoints, indexes into Client.urls.
-const (
-	epCommand = iota
-	epPipeline
-	epMultiExec
-)
-
-// Result is the outcome of one command of a pipeline or transaction.
-type Result struct {
-	// Value is the reply; the zero (nil) Value when Err is set.
-	Value Value
-	// Err is a *Error of KindCommand carrying the Redis message when this
-	// command failed; nil otherwise.
-	Err error
 }
 
 // New returns a Client for cfg. It checks the URL and token (errors wrap
@@ -63,9 +47,17 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MaxReplyBytes < 0 {
 		return nil, fmt.Errorf("%w: MaxReplyBytes is negative", ErrInvalidConfig)
 	}
+	if cfg.RootCAs != nil && cfg.HTTPClient != nil {
+		return nil, fmt.Errorf("%w: RootCAs and HTTPClient are both set (give HTTPClient's transport the CAs instead)", ErrInvalidConfig)
+	}
+	u := *base
+	u.Path += "/"
+	if u.RawPath != "" {
+		u.RawPath += "/"
+	}
 	c := &Client{
+		url:      &u,
 		token:    cfg.Token,
-		b64:      cfg.Base64,
 		maxReply: cfg.MaxReplyBytes,
 		timeout:  cfg.Timeout,
 		header: http.Header{
@@ -80,28 +72,21 @@ func New(cfg Config) (*Client, error) {
 	if c.timeout == 0 {
 		c.timeout = DefaultTimeout
 	}
-	if cfg.Base64 {
-		c.header["Upstash-Encoding"] = []string{"base64"}
-	}
-	for ep, path := range [...]string{epCommand: "/", epPipeline: "/pipeline", epMultiExec: "/multi-exec"} {
-		u := *base
-		u.Path = base.Path + path
-		if base.RawPath != "" {
-			u.RawPath = base.RawPath + path
-		}
-		c.urls[ep] = &u
-	}
-	c.rt = newTransport(nil)
-	if hc := cfg.HTTPClient; hc != nil {
+	switch hc := cfg.HTTPClient; {
+	case hc != nil:
 		c.rt, c.hcTime = hc.Transport, hc.Timeout
 		if c.rt == nil {
 			c.rt = http.DefaultTransport
 		}
+	case cfg.RootCAs != nil:
+		c.rt = newTransport(&tls.Config{RootCAs: cfg.RootCAs})
+	default:
+		c.rt = newTransport(nil)
 	}
 	return c, nil
 }
 
-// newTransport returns the default transport; tlsConfig is for tests.
+// newTransport returns the default transport.
 func newTransport(tlsConfig *tls.Config) *http.Transport {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
@@ -115,8 +100,8 @@ func newTransport(tlsConfig *tls.Config) *http.Transport {
 		TLSHandshakeTimeout:    5 * time.Second,
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: 64 << 10,
-		// Replies are small; gzip would cost allocations and CPU on every
-		// call and would make MaxReplyBytes count inflated bytes.
+		// Replies are small; gzip would cost CPU on every call and would
+		// make MaxReplyBytes count inflated bytes.
 		DisableCompression: true,
 	}
 }
@@ -129,105 +114,166 @@ func (c *Client) CloseIdleConnections() {
 	}
 }
 
-// Do sends one command (POST / with a JSON array body) and returns its
-// reply. args are the command name and its arguments, each a string,
-// []byte (valid UTF-8), int, int8-64, uint, uint8-64, float32 or float64;
-// they are sent as JSON strings. A Redis error is a *Error of KindCommand.
-func (c *Client) Do(ctx context.Context, args ...any) (Value, error) {
-	if c == nil {
-		return Value{}, errNilClient
+// Do sends one command (POST / with a JSON array) and decodes the reply's
+// "result" into out as json.Unmarshal would (out is a pointer; nil
+// discards the result). A Redis error is a *Error of KindCommand.
+//
+// args are the command name and its arguments: string, []byte (valid
+// UTF-8) or one of Go's integer types (int, int8 ... uint64; not a named
+// type such as time.Duration, whose unit would be lost), sent as JSON
+// strings (integers in base 10). Anything else, or a string that is not
+// valid UTF-8, is refused with an error wrapping ErrInvalidArgument before
+// anything is sent: a JSON string cannot carry other bytes, and replacing
+// them would change a key or a value.
+func (c *Client) Do(ctx context.Context, out any, args ...any) error {
+	if err := c.check(ctx, out); err != nil {
+		return err
 	}
-	body := getBuffer()
-	var err error
-	if body.b, err = appendCommand(body.b[:0], -1, args); err != nil {
-		putBuffer(body)
-		return Value{}, err
+	if len(args) == 0 {
+		return fmt.Errorf("%w: no command given", ErrInvalidArgument)
 	}
-	return c.doSingle(ctx, body)
-}
-
-// Pipeline sends cmds in one request (POST /pipeline). Upstash runs them in
-// order but not atomically. The error is set when the whole request failed;
-// otherwise there is one Result per command, each with its own Err.
-func (c *Client) Pipeline(ctx context.Context, cmds ...[]any) ([]Result, error) {
-	return c.doMulti(ctx, epPipeline, cmds)
-}
-
-// MultiExec sends cmds as one transaction (POST /multi-exec): Upstash runs
-// them atomically, in MULTI/EXEC. Results are reported as for Pipeline; a
-// command failing at run time does not undo the others (as in Redis).
-func (c *Client) MultiExec(ctx context.Context, cmds ...[]any) ([]Result, error) {
-	return c.doMulti(ctx, epMultiExec, cmds)
+	cmd := make([]string, len(args))
+	for i, a := range args {
+		s, err := argString(a)
+		if err != nil {
+			return fmt.Errorf("%w: argument %d %s", ErrInvalidArgument, i+1, err.Error())
+		}
+		cmd[i] = s
+	}
+	return c.call(ctx, out, cmd)
 }
 
 var errNilClient = fmt.Errorf("%w: nil client", ErrInvalidArgument)
 
-// doSingle posts body (taking it over) to / and parses the reply.
-func (c *Client) doSingle(ctx context.Context, body *buffer) (Value, error) {
-	reply, status, err := c.post(ctx, epCommand, body)
-	if err != nil {
-		return Value{}, err
+// check refuses what would make a call fail for the caller's own reasons.
+func (c *Client) check(ctx context.Context, out any) error {
+	switch {
+	case c == nil:
+		return errNilClient
+	case ctx == nil:
+		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
+	case out == nil:
+		return nil
 	}
-	defer putBuffer(reply)
-	if status != http.StatusOK {
-		return Value{}, c.statusError(status, reply.b)
+	if v := reflect.ValueOf(out); v.Kind() != reflect.Pointer || v.IsNil() {
+		return fmt.Errorf("%w: out is a %T, want nil or a non-nil pointer", ErrInvalidArgument, out)
 	}
-	v, msg, hasErr, err := parseSingle(reply.b, c.b64)
-	if err != nil {
-		return Value{}, &Error{Kind: KindMalformed, StatusCode: status, Message: err.Error()}
-	}
-	if hasErr {
-		return Value{}, &Error{Kind: KindCommand, StatusCode: status, Message: c.scrub(msg)}
-	}
-	return v, nil
+	return nil
 }
 
-func (c *Client) doMulti(ctx context.Context, ep int, cmds [][]any) ([]Result, error) {
-	if c == nil {
-		return nil, errNilClient
+// argProblem completes a sentence whose subject is an argument.
+type argProblem string
+
+func (p argProblem) Error() string { return string(p) }
+
+const errNotUTF8 argProblem = "is not valid UTF-8"
+
+// argString converts one argument to the string Redis will receive.
+func argString(a any) (string, error) {
+	switch v := a.(type) {
+	case string:
+		if !utf8.ValidString(v) {
+			return "", errNotUTF8
+		}
+		return v, nil
+	case []byte:
+		if !utf8.Valid(v) {
+			return "", errNotUTF8
+		}
+		return string(v), nil
+	case int:
+		return strconv.Itoa(v), nil
+	case int8:
+		return strconv.FormatInt(int64(v), 10), nil
+	case int16:
+		return strconv.FormatInt(int64(v), 10), nil
+	case int32:
+		return strconv.FormatInt(int64(v), 10), nil
+	case int64:
+		return strconv.FormatInt(v, 10), nil
+	case uint:
+		return strconv.FormatUint(uint64(v), 10), nil
+	case uint8:
+		return strconv.FormatUint(uint64(v), 10), nil
+	case uint16:
+		return strconv.FormatUint(uint64(v), 10), nil
+	case uint32:
+		return strconv.FormatUint(uint64(v), 10), nil
+	case uint64:
+		return strconv.FormatUint(v, 10), nil
 	}
-	body := getBuffer()
-	var err error
-	if body.b, err = appendCommands(body.b[:0], cmds); err != nil {
-		putBuffer(body)
-		return nil, err
+	return "", argProblem(fmt.Sprintf("has type %T; want a string, []byte or an integer", a))
+}
+
+// call sends cmd (every element valid UTF-8) and decodes the reply into out.
+func (c *Client) call(ctx context.Context, out any, cmd []string) error {
+	body, err := json.Marshal(cmd)
+	if err != nil { // cannot happen for a []string
+		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
 	}
-	reply, status, err := c.post(ctx, ep, body)
+	reply, status, err := c.post(ctx, body)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer putBuffer(reply)
 	if status != http.StatusOK {
-		return nil, c.statusError(status, reply.b)
+		return c.statusError(status, reply)
 	}
-	out := make([]Result, len(cmds))
-	if err := parseMulti(reply.b, c.b64, out, status); err != nil {
-		return nil, &Error{Kind: KindMalformed, StatusCode: status, Message: err.Error()}
+	return c.decode(reply, out)
+}
+
+// envelope is a reply to POST /: {"result": R} or {"error": "MSG"}.
+type envelope struct {
+	Result json.RawMessage `json:"result"` // "null" for a nil reply; empty when absent
+	Error  *string         `json:"error"`
+}
+
+// decode reads a 200 reply into out.
+func (c *Client) decode(reply []byte, out any) error {
+	var env envelope
+	if err := json.Unmarshal(reply, &env); err != nil {
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		msg := "reply is not a JSON object"
+		switch {
+		case errors.As(err, &se):
+			msg = "reply is not valid JSON (at byte " + strconv.FormatInt(se.Offset, 10) + ")"
+		case errors.As(err, &te) && te.Field != "": // only "error" can fail
+			msg = `reply's "error" member is not a string`
+		}
+		return &Error{Kind: KindMalformed, StatusCode: http.StatusOK, Message: msg}
 	}
-	for i := range out {
-		if e, ok := out[i].Err.(*Error); ok {
-			e.Message = c.scrub(e.Message)
+	switch {
+	case env.Error != nil:
+		return &Error{Kind: KindCommand, StatusCode: http.StatusOK, Message: c.scrub(*env.Error)}
+	case env.Result == nil:
+		return &Error{Kind: KindMalformed, StatusCode: http.StatusOK, Message: `reply has neither "result" nor "error"`}
+	case out == nil:
+		return nil
+	}
+	if err := json.Unmarshal(env.Result, out); err != nil {
+		return &Error{Kind: KindMalformed, StatusCode: http.StatusOK, Message: decodeProblem(err, out)}
+	}
+	return nil
+}
+
+// decodeProblem describes why a result did not decode into out, without
+// quoting the result (json's own messages quote numbers; an Unmarshaler's
+// error could quote anything).
+func decodeProblem(err error, out any) string {
+	msg := fmt.Sprintf("result does not decode into %T", out)
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		kind, _, _ := strings.Cut(te.Value, " ") // "number 1.5" -> "number"
+		msg += ": a JSON " + kind + " where " + te.Type.String() + " is expected"
+		if te.Field != "" {
+			msg += " (field " + te.Field + ")"
 		}
 	}
-	return out, nil
+	return msg
 }
 
-// post sends the request body encoded in scratch (which it returns to the
-// pool) and reads the whole reply into a pooled buffer, which the caller
-// must return with putBuffer.
-func (c *Client) post(ctx context.Context, ep int, scratch *buffer) (*buffer, int, error) {
-	if ctx == nil {
-		putBuffer(scratch)
-		return nil, 0, fmt.Errorf("%w: nil context", ErrInvalidArgument)
-	}
-	// The transport may still read the body after Client.Do returns
-	// (http.RoundTripper's contract), so it gets its own exact-size copy and
-	// the scratch buffer goes back to the pool now. The body is a
-	// *bytes.Reader behind io.NopCloser because net/http writes headers and
-	// body in one TCP segment only for known in-memory readers; any other
-	// type costs a separate flush and, measured on loopback, ~15% latency.
-	body := bytes.Clone(scratch.b)
-	putBuffer(scratch)
+// post sends body to the command endpoint and reads the whole reply.
+func (c *Client) post(ctx context.Context, body []byte) ([]byte, int, error) {
 	if c.hcTime > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.hcTime)
@@ -240,13 +286,16 @@ func (c *Client) post(ctx context.Context, ep int, scratch *buffer) (*buffer, in
 		}
 	}
 	// Built by hand rather than with http.NewRequestWithContext: the URL is
-	// parsed once in New and the header map is shared; RoundTrippers must
-	// not modify requests. The request goes straight to the transport:
-	// http.Client would only add what the client does not want (it clones
-	// the headers on every call to follow redirects, and keeps cookies).
+	// parsed once in New, the header map is shared (RoundTrippers must not
+	// modify requests), and GetBody stays unset so that net/http never
+	// re-sends the request on another connection. *bytes.Reader (also
+	// behind io.NopCloser) is a reader net/http knows to be in memory: it
+	// writes headers and body in one TCP segment. The request goes straight
+	// to the transport: http.Client would clone the headers on every call
+	// for redirects that are never followed, and keep cookies.
 	req := (&http.Request{
 		Method:        http.MethodPost,
-		URL:           c.urls[ep],
+		URL:           c.url,
 		Header:        c.header,
 		Body:          io.NopCloser(bytes.NewReader(body)),
 		ContentLength: int64(len(body)),
@@ -255,49 +304,24 @@ func (c *Client) post(ctx context.Context, ep int, scratch *buffer) (*buffer, in
 	if err != nil {
 		return nil, 0, c.callError(ctx, err, 0)
 	}
-	// Reading to EOF (below) and closing returns the connection to the pool.
+	// Reading to EOF (below) and closing returns the connection to the
+	// pool; a reply abandoned early closes it.
 	defer resp.Body.Close()
 	if resp.ContentLength > c.maxReply {
 		return nil, resp.StatusCode, c.callError(ctx, errTooLarge, resp.StatusCode)
 	}
-	reply := getBuffer()
-	if reply.b, err = readBody(resp.Body, reply.b[:0], resp.ContentLength, c.maxReply); err != nil {
-		putBuffer(reply)
+	lr := &io.LimitedReader{R: resp.Body, N: c.maxReply + 1}
+	reply, err := io.ReadAll(lr)
+	if err == nil && lr.N <= 0 {
+		err = errTooLarge
+	}
+	if err != nil {
 		return nil, resp.StatusCode, c.callError(ctx, err, resp.StatusCode)
 	}
 	return reply, resp.StatusCode, nil
 }
 
 var errTooLarge = errors.New("reply too large")
-
-// readBody reads r to EOF, appending to b, failing with errTooLarge past
-// limit bytes. cl is the Content-Length, or -1.
-func readBody(r io.Reader, b []byte, cl, limit int64) ([]byte, error) {
-	if cl >= 0 && int64(cap(b)) < cl+1 {
-		// +1: room for the read that sees EOF without growing.
-		b = slices.Grow(b[:0], int(cl)+1)
-	}
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		room := b[len(b):cap(b)]
-		if left := limit + 1 - int64(len(b)); int64(len(room)) > left {
-			room = room[:left]
-		}
-		n, err := r.Read(room)
-		b = b[:len(b)+n]
-		if int64(len(b)) > limit {
-			return b, errTooLarge
-		}
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
-		}
-	}
-}
 
 // callError classifies a failure of the HTTP exchange.
 func (c *Client) callError(ctx context.Context, err error, status int) *Error {
@@ -331,9 +355,12 @@ func (c *Client) statusError(status int, body []byte) *Error {
 	default: // 1xx (other than those net/http absorbs), 2xx other than 200, 3xx
 		kind = KindMalformed
 	}
+	var env struct {
+		Error string `json:"error"`
+	}
 	msg := ""
-	if _, m, hasErr, err := parseSingle(body, false); err == nil && hasErr {
-		msg = c.scrub(m)
+	if json.Unmarshal(body, &env) == nil {
+		msg = c.scrub(env.Error)
 	}
 	if msg == "" {
 		msg = http.StatusText(status)
@@ -346,17 +373,19 @@ func (c *Client) statusError(status int, body []byte) *Error {
 
 const maxMessage = 512 // bytes of a server-provided message kept in an Error
 
-// scrub bounds a server-provided message and removes the token from it,
-// should a server or proxy ever echo it.
+// scrub removes the token from a server-provided message, should a server
+// or proxy ever echo it, and then bounds the message. In that order: cut
+// first, a token straddling the cut would leave its prefix behind.
 func (c *Client) scrub(msg string) string {
-	if len(msg) > maxMessage {
-		msg = strings.ToValidUTF8(msg[:maxMessage], "") + "…"
-	}
-	if c.token != "" && strings.Contains(msg, c.token) {
+	if c.token != "" {
 		msg = strings.ReplaceAll(msg, c.token, "[redacted]")
 	}
-	if !utf8.ValidString(msg) {
-		msg = strings.ToValidUTF8(msg, "\uFFFD")
+	if len(msg) > maxMessage {
+		cut := maxMessage
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + "…"
 	}
-	return msg
+	return strings.ToValidUTF8(msg, "\uFFFD")
 }

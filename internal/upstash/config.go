@@ -1,6 +1,7 @@
 package upstash
 
 import (
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -34,19 +35,23 @@ type Config struct {
 	// Token is the REST token, sent as "Authorization: Bearer TOKEN". It is
 	// never printed, logged or put into an error.
 	Token string
-	// Base64 sends "Upstash-Encoding: base64" and decodes the replies, which
-	// makes replies binary-safe (see the package documentation).
-	Base64 bool
+	// RootCAs are the certificate authorities the default transport trusts
+	// for an https URL, e.g. a local server's self-signed certificate. nil:
+	// the system's roots (on Linux, Go also reads the files named by the
+	// standard SSL_CERT_FILE and SSL_CERT_DIR variables, once per process).
+	// Must be nil when HTTPClient is set: give that client's transport the
+	// CAs instead.
+	RootCAs *x509.CertPool
 	// HTTPClient supplies the transport. nil: a transport tuned for this
 	// use (keep-alive, 128 idle connections per host, HTTP/2 when the
 	// server offers it, 5 s dial and TLS handshake timeouts, no
-	// compression). Of a given client, only Transport (nil:
-	// http.DefaultTransport) and Timeout are used: requests go straight to
-	// the transport, redirects are never followed (a redirect is a
-	// KindMalformed error) and cookies never kept. All requests share one
-	// header map, so the Transport must not modify requests (as the
-	// http.RoundTripper contract requires; wrappers that add headers must
-	// clone the request first).
+	// compression, proxies from the environment). Of a given client, only
+	// Transport (nil: http.DefaultTransport) and Timeout are used: requests
+	// go straight to the transport, redirects are never followed (a
+	// redirect is a KindMalformed error) and cookies never kept. All
+	// requests share one header map, so the Transport must not modify
+	// requests (as the http.RoundTripper contract requires; wrappers that
+	// add headers must clone the request first).
 	HTTPClient *http.Client
 	// MaxReplyBytes limits a reply body; a longer reply is a KindMalformed
 	// error. 0: DefaultMaxReplyBytes.

@@ -1,7 +1,9 @@
 package upstash
 
 import (
+	"crypto/x509"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -93,6 +95,8 @@ func TestNewErrors(t *testing.T) {
 		{"empty token", Config{URL: "https://h"}, "upstash: invalid configuration: token is empty"},
 		{"token with newline", Config{URL: "https://h", Token: testToken + "\r\nX-Evil: 1"}, "upstash: invalid configuration: token contains a character"},
 		{"negative MaxReplyBytes", Config{URL: "https://h", Token: testToken, MaxReplyBytes: -1}, "upstash: invalid configuration: MaxReplyBytes is negative"},
+		{"RootCAs with HTTPClient", Config{URL: "https://h", Token: testToken, RootCAs: x509.NewCertPool(), HTTPClient: &http.Client{}},
+			"upstash: invalid configuration: RootCAs and HTTPClient are both set"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -110,15 +114,12 @@ func TestNewErrors(t *testing.T) {
 	}
 }
 
-func TestNewEndpoints(t *testing.T) {
-	tests := []struct {
-		url  string
-		want []string
-	}{
-		{"https://eu1-x.upstash.io", []string{"https://eu1-x.upstash.io/", "https://eu1-x.upstash.io/pipeline", "https://eu1-x.upstash.io/multi-exec"}},
-		{"https://eu1-x.upstash.io/", []string{"https://eu1-x.upstash.io/", "https://eu1-x.upstash.io/pipeline", "https://eu1-x.upstash.io/multi-exec"}},
-		{"http://127.0.0.1:8079/prefix//", []string{"http://127.0.0.1:8079/prefix/", "http://127.0.0.1:8079/prefix/pipeline", "http://127.0.0.1:8079/prefix/multi-exec"}},
-		{"http://h/a%2Fb/", []string{"http://h/a%2Fb/", "http://h/a%2Fb/pipeline", "http://h/a%2Fb/multi-exec"}},
+func TestNewEndpoint(t *testing.T) {
+	tests := []struct{ url, want string }{
+		{"https://eu1-x.upstash.io", "https://eu1-x.upstash.io/"},
+		{"https://eu1-x.upstash.io/", "https://eu1-x.upstash.io/"},
+		{"http://127.0.0.1:8079/prefix//", "http://127.0.0.1:8079/prefix/"},
+		{"http://h/a%2Fb/", "http://h/a%2Fb/"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {
@@ -126,12 +127,8 @@ func TestNewEndpoints(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got []string
-			for _, u := range c.urls {
-				got = append(got, u.String())
-			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("(-want +got):\n%s", diff)
+			if got := c.url.String(); got != tt.want {
+				t.Errorf("endpoint = %s, want %s", got, tt.want)
 			}
 		})
 	}

@@ -16,9 +16,9 @@ type ErrorKind int
 const (
 	// KindAuth: the token was refused (HTTP 401 or 403).
 	KindAuth ErrorKind = iota + 1
-	// KindCommand: Redis or Upstash rejected the command: HTTP 400 (or another
-	// 4xx), or one failing item of a pipeline or transaction. Message carries
-	// the Redis error text, e.g. "ERR wrong number of arguments for 'get' command".
+	// KindCommand: Redis or Upstash rejected the command (HTTP 400 or another
+	// 4xx, or an "error" member in a 200 reply). Message carries the Redis
+	// error text, e.g. "ERR wrong number of arguments for 'get' command".
 	KindCommand
 	// KindServer: Upstash (or a proxy in front of it) answered 5xx.
 	KindServer
@@ -28,9 +28,10 @@ const (
 	// client's own Timeout) expired. errors.Is(err, context.DeadlineExceeded)
 	// is true for every error of this kind.
 	KindTimeout
-	// KindMalformed: a reply that is not what Upstash sends: bad or truncated
-	// JSON, an unexpected shape, a reply over Config.MaxReplyBytes, an
-	// unexpected HTTP status such as a redirect.
+	// KindMalformed: a reply that is not what Upstash sends (bad or
+	// truncated JSON, an unexpected shape, a reply over
+	// Config.MaxReplyBytes, an unexpected HTTP status such as a redirect),
+	// or a result that does not decode into the caller's value.
 	KindMalformed
 	// KindCanceled: the context was canceled by the caller.
 	// errors.Is(err, context.Canceled) is true for every error of this kind.
@@ -128,13 +129,8 @@ func KindOf(err error) ErrorKind {
 	return 0
 }
 
-// IsNoScript reports whether err is Redis' NOSCRIPT reply to EVALSHA: the
+// isNoScript reports whether e is Redis' NOSCRIPT reply to EVALSHA: the
 // script is not in the server's script cache (so it did not run).
-func IsNoScript(err error) bool {
-	var e *Error
-	return errors.As(err, &e) && e.isNoScript()
-}
-
 func (e *Error) isNoScript() bool {
 	return e.Kind == KindCommand && strings.HasPrefix(e.Message, "NOSCRIPT")
 }
@@ -146,16 +142,10 @@ var (
 	// ErrInvalidConfig is wrapped by every error from ConfigFromEnv and New
 	// about a bad URL, token or setting.
 	ErrInvalidConfig = errors.New("upstash: invalid configuration")
-	// ErrInvalidArgument is wrapped by errors about a command that cannot be
-	// sent (no arguments, an unsupported type, a string that is not valid
-	// UTF-8, a NaN). Nothing was sent.
+	// ErrInvalidArgument is wrapped by errors about a call that cannot be
+	// made (no command, an argument of an unsupported type or not valid
+	// UTF-8, out not a pointer, a nil client or context). Nothing was sent.
 	ErrInvalidArgument = errors.New("upstash: invalid argument")
-	// ErrNil is returned by Value accessors when the reply is nil (Redis'
-	// null bulk string or null array, e.g. GET of a missing key).
-	ErrNil = errors.New("upstash: nil reply")
-	// ErrWrongType is wrapped by Value accessors when the reply has another
-	// type than asked for (an array read as an integer, "abc" read as an integer).
-	ErrWrongType = errors.New("upstash: unexpected reply type")
 )
 
 // causeText is the text of a cause without the "Post \"URL\": " prefix that

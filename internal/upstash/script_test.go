@@ -2,6 +2,7 @@ package upstash
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"sync"
 	"testing"
@@ -18,25 +19,22 @@ func TestScriptSHA1(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.src, func(t *testing.T) {
-			s := NewScript(tt.src)
-			if got := s.SHA1(); got != tt.want {
+			if got := NewScript(tt.src).SHA1(); got != tt.want {
 				t.Errorf("SHA1() = %s, want %s", got, tt.want)
-			}
-			if s.Source() != tt.src {
-				t.Errorf("Source() = %q", s.Source())
 			}
 		})
 	}
 }
 
 // scriptServer plays Redis' script cache: EVALSHA of an unknown hash gets
-// NOSCRIPT, EVAL caches the script. evalReply overrides EVAL's answer.
+// NOSCRIPT, EVAL caches the script, SCRIPT FLUSH empties the cache. A run
+// returns [KEYS[1], 1]. evalReply overrides EVAL's answer.
 func scriptServer(t *testing.T, evalReply http.HandlerFunc) *fakeServer {
 	t.Helper()
 	var mu sync.Mutex
 	cached := map[string]bool{}
 	return startFake(t, func(w http.ResponseWriter, r *http.Request) {
-		f := []string{}
+		var f []string
 		_ = jsonDecode(r, &f)
 		mu.Lock()
 		defer mu.Unlock()
@@ -63,30 +61,31 @@ func scriptServer(t *testing.T, evalReply http.HandlerFunc) *fakeServer {
 	})
 }
 
+func jsonDecode(r *http.Request, v any) error { return json.NewDecoder(r.Body).Decode(v) }
+
 func TestScriptNoScriptFallback(t *testing.T) {
 	srv := scriptServer(t, nil)
 	c := newTestClient(t, Config{URL: srv.URL})
 	s := NewScript("return {KEYS[1], 1}")
 	ctx := context.Background()
-	want := ArrayValue(StringValue("k"), IntValue(1))
-	for i := 0; i < 3; i++ {
-		v, err := s.Run(ctx, c, []string{"k"}, 10)
-		if err != nil {
+	run := func(i int) {
+		t.Helper()
+		var got []any
+		if err := s.Run(ctx, c, &got, []string{"k"}, 10); err != nil {
 			t.Fatalf("run %d: %v", i, err)
 		}
-		if diff := cmp.Diff(want, v); diff != "" {
+		if diff := cmp.Diff([]any{"k", 1.0}, got); diff != "" {
 			t.Errorf("run %d (-want +got):\n%s", i, diff)
 		}
 	}
-	if _, err := c.Do(ctx, "SCRIPT", "FLUSH"); err != nil {
+	for i := range 3 {
+		run(i)
+	}
+	if err := c.Do(ctx, nil, "SCRIPT", "FLUSH"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RunStrings(ctx, c, []string{"k"}, []string{"10"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.RunStrings(ctx, c, []string{"k"}, []string{"10"}); err != nil {
-		t.Fatal(err)
-	}
+	run(3)
+	run(4)
 	wantCmds := []string{"EVALSHA", "EVAL", "EVALSHA", "EVALSHA", "SCRIPT", "EVALSHA", "EVAL", "EVALSHA"}
 	if diff := cmp.Diff(wantCmds, srv.commandNames()); diff != "" {
 		t.Errorf("commands sent (-want +got):\n%s", diff)
@@ -113,7 +112,7 @@ func TestScriptFallbackHappensOnce(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := scriptServer(t, tt.evalReply)
 			c := newTestClient(t, Config{URL: srv.URL})
-			_, err := NewScript("return 1").Run(context.Background(), c, []string{"k"})
+			err := NewScript("return 1").Run(context.Background(), c, nil, []string{"k"})
 			e := asError(t, err)
 			if e.Kind != tt.wantKind || e.Message != tt.wantMsg {
 				t.Errorf("error = %v, want kind %v message %q", err, tt.wantKind, tt.wantMsg)
@@ -134,9 +133,11 @@ func TestScriptNoRetryOnOtherErrors(t *testing.T) {
 		wantKind ErrorKind
 	}{
 		{"script error", reply(400, `{"error":"ERR Error running script: boom"}`), KindCommand},
+		{"NOSCRIPT text in a server error", reply(500, `{"error":"NOSCRIPT"}`), KindServer},
 		{"server error", reply(500, `{"error":"internal"}`), KindServer},
 		{"unauthorized", reply(401, `{"error":"Unauthorized"}`), KindAuth},
 		{"garbage", reply(200, `nope`), KindMalformed},
+		{"result of the wrong type", reply(200, `{"result":"OK"}`), KindMalformed},
 		{"connection dropped", func(w http.ResponseWriter, _ *http.Request) {
 			conn, _, err := w.(http.Hijacker).Hijack()
 			if err == nil {
@@ -148,7 +149,8 @@ func TestScriptNoRetryOnOtherErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := startFake(t, tt.handler)
 			c := newTestClient(t, Config{URL: srv.URL})
-			_, err := NewScript("return 1").Run(context.Background(), c, nil)
+			var out []int64
+			err := NewScript("return 1").Run(context.Background(), c, &out, nil)
 			if e := asError(t, err); e.Kind != tt.wantKind {
 				t.Errorf("kind = %v, want %v (error %v)", e.Kind, tt.wantKind, err)
 			}

@@ -1,53 +1,26 @@
 // Package apigw emulates an API Gateway REST API (v1) in front of Lambda
-// functions: it routes requests over a SAM API's routes, calls Lambda
-// REQUEST (and TOKEN) authorizers, evaluates the IAM policy they return,
-// renders the API's gateway responses, and proxies allowed requests to the
-// route's function as Lambda proxy integration events.
+// functions, for local development: it routes requests over a SAM API's
+// routes, calls the Lambda REQUEST (or TOKEN) authorizer, evaluates the IAM
+// policy it returns, renders the API's gateway responses, and proxies allowed
+// requests to the route's function as Lambda proxy integration events
+// (aws-lambda-go's event types, encoded with encoding/json).
 //
-// Behaviour follows API Gateway where it is observable by a client:
+// What a client can observe follows API Gateway: route precedence (literal,
+// then {param}, then {param+}); 403 "Missing Authentication Token" for an
+// unknown route; 413 over Config.MaxBodyBytes or Lambda's 6 MB; identity
+// sources checked before the authorizer runs and its decisions cached for
+// ReauthorizeEvery seconds; an "Unauthorized" authorizer error is 401, any
+// other failure 500 AUTHORIZER_CONFIGURATION_ERROR; a policy that does not
+// Allow execute-api:Invoke on the method ARN is 403 ACCESS_DENIED with
+// $context.authorizer.* available to the gateway response; a function error,
+// crash, timeout or malformed reply is 502, and an integration outliving
+// Config.IntegrationTimeout is 504. identity.sourceIp is the TCP peer, never
+// X-Forwarded-For.
 //
-//   - Routes match API Gateway's resource syntax (/items/{id}, /{proxy+});
-//     a literal segment wins over {param}, which wins over {param+}. An
-//     unknown path, or a known path with an undefined method, is 403
-//     MISSING_AUTHENTICATION_TOKEN {"message":"Missing Authentication Token"}.
-//   - A body over Config.MaxBodyBytes (API Gateway's 10 MB) is 413
-//     REQUEST_TOO_LARGE, as is one over Lambda's 6 MB invocation limit.
-//   - identity.sourceIp is the TCP peer's address. A client's
-//     X-Forwarded-For is never trusted; like API Gateway, the peer address is
-//     appended to it in the headers passed on.
-//   - Authorizers: identity sources, when configured, must be present (else
-//     401 without calling the authorizer); results are cached for
-//     ReauthorizeEvery seconds per identity (never when it is 0 or there are
-//     no identity sources). The policy must Allow execute-api:Invoke on the
-//     method ARN (Deny wins; no matching Allow is an implicit deny) → 403
-//     ACCESS_DENIED with $context.authorizer.* available to the gateway
-//     response. An authorizer error whose message is exactly "Unauthorized"
-//     is 401 UNAUTHORIZED; any other error, a timeout, a crash or malformed
-//     output is 500 AUTHORIZER_CONFIGURATION_ERROR {"message":null}, which
-//     is what API Gateway answers (x-amzn-ErrorType
-//     AuthorizerConfigurationException).
-//   - A function error, crash, function timeout or malformed proxy response
-//     is 502 {"message":"Internal server error"}; only when the integration
-//     itself outlives Config.IntegrationTimeout (29 s) is it 504
-//     INTEGRATION_TIMEOUT {"message":"Endpoint request timed out"}. (A
-//     function whose own timeout is shorter fails first, so API Gateway
-//     answers 502, not 504.) The 502 is not a gateway response type of its
-//     own; a DEFAULT_5XX customization supplies its headers and body.
-//   - Gateway responses: a type the template customizes is rendered from it
-//     (status, header mappings, the application/json body template); an
-//     uncustomized type falls back to DEFAULT_4XX/DEFAULT_5XX's headers and
-//     template (and status code, if set), else to API Gateway's default body
-//     {"message":$context.error.messageString}. AUTHORIZER_FAILURE is never
-//     produced: API Gateway reports every Lambda authorizer failure
-//     (other than "Unauthorized") as AUTHORIZER_CONFIGURATION_ERROR.
-//
-// Deliberate differences: requests are served at the root (no /{stage}
-// prefix in the URL, as `sam local start-api` does) while events carry the
-// stage in requestContext.path; header names in events are Go's canonical
-// form (X-Api-Key), because net/http canonicalizes them on arrival; bodies
-// are base64-encoded (isBase64Encoded) when their content type matches
-// Config.BinaryMediaTypes or when they are not valid UTF-8 and so could not
-// travel in a JSON string.
+// Deliberate differences: requests are served at the root, without the
+// /{stage} prefix (as `sam local start-api` does); header names in events
+// are Go's canonical form; bodies are base64-encoded when their content type
+// is in Config.BinaryMediaTypes or they are not valid UTF-8.
 package apigw
 
 import (
@@ -98,16 +71,13 @@ type Functions map[string]*lambdaemu.Function
 // ErrUnknownFunction: the Invoker has no function by that logical ID.
 var ErrUnknownFunction = errors.New("apigw: unknown function")
 
-// Invoke runs the named function with an event the gateway built. The
-// payload is not checked for being valid JSON (the gateway's events are, by
-// construction: see lambdaemu.Function.InvokeValid); call
-// lambdaemu.Function.Invoke for payloads from anywhere else.
+// Invoke runs the named function with payload as its event.
 func (fs Functions) Invoke(ctx context.Context, logicalID string, payload []byte) (lambdaemu.Result, error) {
 	f, ok := fs[logicalID]
 	if !ok {
 		return lambdaemu.Result{}, fmt.Errorf("%w %q", ErrUnknownFunction, logicalID)
 	}
-	return f.InvokeValid(ctx, payload)
+	return f.Invoke(ctx, payload)
 }
 
 // Config describes the API to serve. The zero value of every optional field
@@ -142,9 +112,8 @@ type Config struct {
 // Gateway is an http.Handler serving one REST API. It is safe for
 // concurrent use.
 type Gateway struct {
-	cfg       Config
-	routes    []route
-	responses map[string]compiledResponse // the API's gateway responses by type
+	cfg    Config
+	routes []route
 
 	cacheMu sync.Mutex
 	cache   map[string]cachedAuth
@@ -154,7 +123,7 @@ type Gateway struct {
 const maxCachedDecisions = 10000
 
 type cachedAuth struct {
-	out     AuthorizerOutput
+	out     authorizerOutput
 	expires time.Time
 }
 
@@ -220,7 +189,6 @@ func New(cfg Config) (*Gateway, error) {
 	if err := validateGatewayResponses(cfg.API.GatewayResponses); err != nil {
 		return nil, fmt.Errorf("apigw: %w", err)
 	}
-	g.responses = compileResponses(cfg.API.GatewayResponses)
 	return g, nil
 }
 
@@ -317,26 +285,24 @@ func (g *Gateway) newRequestCtx(r *http.Request) *requestCtx {
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc := g.newRequestCtx(r)
 	status, note := g.serve(w, rc)
-	attrs := [6]slog.Attr{slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", status),
-		slog.String("requestId", rc.requestID), slog.Int64("ms", time.Since(rc.start).Milliseconds()), slog.String("note", note)}
-	n := len(attrs)
-	if note == "" {
-		n--
+	attrs := []any{"method", r.Method, "path", r.URL.Path, "status", status, "requestId", rc.requestID, "ms", time.Since(rc.start).Milliseconds()}
+	if note != "" {
+		attrs = append(attrs, "note", note)
 	}
-	g.cfg.Logger.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs[:n]...)
+	g.cfg.Logger.Info("request", attrs...)
 }
 
 func (g *Gateway) serve(w http.ResponseWriter, rc *requestCtx) (int, string) {
 	r := rc.r
 	if r.ContentLength > g.cfg.MaxBodyBytes {
-		return g.writeGatewayResponse(w, rc, gatewayError{typ: RequestTooLarge}), "body over the API Gateway limit"
+		return g.writeGatewayResponse(w, rc, gatewayError{typ: requestTooLarge}), "body over the API Gateway limit"
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, g.cfg.MaxBodyBytes+1))
 	if err != nil {
 		return 0, "reading the request body: " + err.Error()
 	}
 	if int64(len(body)) > g.cfg.MaxBodyBytes {
-		return g.writeGatewayResponse(w, rc, gatewayError{typ: RequestTooLarge}), "body over the API Gateway limit"
+		return g.writeGatewayResponse(w, rc, gatewayError{typ: requestTooLarge}), "body over the API Gateway limit"
 	}
 
 	rt, params, known := match(g.routes, r.Method, r.URL.EscapedPath())
@@ -345,7 +311,7 @@ func (g *Gateway) serve(w http.ResponseWriter, rc *requestCtx) (int, string) {
 		if known {
 			note = "method not defined for this resource"
 		}
-		return g.writeGatewayResponse(w, rc, gatewayError{typ: MissingAuthenticationToken}), note
+		return g.writeGatewayResponse(w, rc, gatewayError{typ: missingAuthenticationToken}), note
 	}
 	rc.route, rc.pathParams = rt, params
 
@@ -358,21 +324,24 @@ func (g *Gateway) serve(w http.ResponseWriter, rc *requestCtx) (int, string) {
 		if ge != nil {
 			return g.writeGatewayResponse(w, rc, *ge), note
 		}
-		rc.authorizer = out.Context
-		rc.principalID = &out.PrincipalID
+		rc.authorizer = out.context
+		rc.principalID = &out.principalID
 	}
 
-	payload := g.appendProxyEvent(make([]byte, 0, 2048+len(body)*4/3), rc, body, authLatency)
+	payload, err := json.Marshal(g.proxyEvent(rc, body, authLatency))
+	if err != nil {
+		return g.writeGatewayResponse(w, rc, gatewayError{typ: lambdaError}), "encoding the event: " + err.Error()
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.IntegrationTimeout)
 	defer cancel()
 	res, err := g.cfg.Invoker.Invoke(ctx, rt.FunctionLogicalID, payload)
 	switch {
 	case errors.Is(err, lambdaemu.ErrPayloadTooLarge):
-		return g.writeGatewayResponse(w, rc, gatewayError{typ: RequestTooLarge}), "event over Lambda's 6 MB limit"
+		return g.writeGatewayResponse(w, rc, gatewayError{typ: requestTooLarge}), "event over Lambda's 6 MB limit"
 	case err != nil && r.Context().Err() != nil:
 		return 0, "client went away"
 	case errors.Is(err, context.DeadlineExceeded):
-		return g.writeGatewayResponse(w, rc, gatewayError{typ: IntegrationTimeout}), "integration timed out"
+		return g.writeGatewayResponse(w, rc, gatewayError{typ: integrationTimeout}), "integration timed out"
 	case err != nil:
 		return g.writeGatewayResponse(w, rc, gatewayError{typ: lambdaError}), "invoking " + rt.FunctionLogicalID + ": " + err.Error()
 	case res.Error != nil:
@@ -387,13 +356,13 @@ func (g *Gateway) serve(w http.ResponseWriter, rc *requestCtx) (int, string) {
 
 // authorize runs the route's authorizer. It returns the authorizer output,
 // or the gateway response to send instead.
-func (g *Gateway) authorize(ctx context.Context, rc *requestCtx) (AuthorizerOutput, *gatewayError, string) {
+func (g *Gateway) authorize(ctx context.Context, rc *requestCtx) (authorizerOutput, *gatewayError, string) {
 	a := g.cfg.API.Authorizers[rc.route.Authorizer]
 	methodArn := g.methodArn(rc)
 
 	identity, complete := g.identity(a, rc)
 	if !complete {
-		return AuthorizerOutput{}, &gatewayError{typ: Unauthorized}, "identity source missing"
+		return authorizerOutput{}, &gatewayError{typ: unauthorized}, "identity source missing"
 	}
 	cacheKey := ""
 	if a.ReauthorizeEvery > 0 && a.HasIdentitySources() {
@@ -406,35 +375,33 @@ func (g *Gateway) authorize(ctx context.Context, rc *requestCtx) (AuthorizerOutp
 		}
 	}
 
-	var payload []byte
+	var event any = g.authorizerEvent(rc, methodArn)
 	if a.PayloadType == "TOKEN" {
 		token := ""
 		if len(identity) > 0 {
 			token = identity[0]
 		}
-		var err error
-		payload, err = json.Marshal(events.APIGatewayCustomAuthorizerRequest{Type: "TOKEN", AuthorizationToken: token, MethodArn: methodArn})
-		if err != nil {
-			return AuthorizerOutput{}, &gatewayError{typ: AuthorizerConfigurationError}, "encoding the authorizer event: " + err.Error()
-		}
-	} else {
-		payload = g.appendAuthorizerEvent(make([]byte, 0, 2048), rc, methodArn)
+		event = events.APIGatewayCustomAuthorizerRequest{Type: "TOKEN", AuthorizationToken: token, MethodArn: methodArn}
+	}
+	payload, err := json.Marshal(event)
+	if err != nil {
+		return authorizerOutput{}, &gatewayError{typ: authorizerConfigurationError}, "encoding the authorizer event: " + err.Error()
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.IntegrationTimeout)
 	defer cancel()
 	res, err := g.cfg.Invoker.Invoke(ctx, a.FunctionLogicalID, payload)
 	if err != nil {
-		return AuthorizerOutput{}, &gatewayError{typ: AuthorizerConfigurationError}, "invoking authorizer " + a.Name + ": " + err.Error()
+		return authorizerOutput{}, &gatewayError{typ: authorizerConfigurationError}, "invoking authorizer " + a.Name + ": " + err.Error()
 	}
 	if res.Error != nil {
 		if res.Error.Message == "Unauthorized" {
-			return AuthorizerOutput{}, &gatewayError{typ: Unauthorized}, "authorizer answered Unauthorized"
+			return authorizerOutput{}, &gatewayError{typ: unauthorized}, "authorizer answered Unauthorized"
 		}
-		return AuthorizerOutput{}, &gatewayError{typ: AuthorizerConfigurationError}, "authorizer error: " + res.Error.Error()
+		return authorizerOutput{}, &gatewayError{typ: authorizerConfigurationError}, "authorizer error: " + res.Error.Error()
 	}
-	out, err := ParseAuthorizerOutput(res.Payload)
+	out, err := parseAuthorizerOutput(res.Payload)
 	if err != nil {
-		return AuthorizerOutput{}, &gatewayError{typ: AuthorizerConfigurationError}, err.Error()
+		return authorizerOutput{}, &gatewayError{typ: authorizerConfigurationError}, err.Error()
 	}
 	if cacheKey != "" {
 		now := g.cfg.Now()
@@ -456,16 +423,16 @@ func (g *Gateway) authorize(ctx context.Context, rc *requestCtx) (AuthorizerOutp
 	return g.decide(rc, out, methodArn)
 }
 
-func (g *Gateway) decide(rc *requestCtx, out AuthorizerOutput, methodArn string) (AuthorizerOutput, *gatewayError, string) {
-	switch out.Policy.Evaluate(methodArn) {
-	case Allow:
+func (g *Gateway) decide(rc *requestCtx, out authorizerOutput, methodArn string) (authorizerOutput, *gatewayError, string) {
+	switch out.policy.evaluate(methodArn) {
+	case allow:
 		return out, nil, ""
-	case ExplicitDeny:
-		rc.authorizer, rc.principalID = out.Context, &out.PrincipalID
-		return out, &gatewayError{typ: AccessDenied, explicitDeny: true}, "authorizer denied"
+	case explicitDeny:
+		rc.authorizer, rc.principalID = out.context, &out.principalID
+		return out, &gatewayError{typ: accessDenied, explicitDeny: true}, "authorizer denied"
 	default:
-		rc.authorizer, rc.principalID = out.Context, &out.PrincipalID
-		return out, &gatewayError{typ: AccessDenied}, "authorizer policy does not allow " + methodArn
+		rc.authorizer, rc.principalID = out.context, &out.principalID
+		return out, &gatewayError{typ: accessDenied}, "authorizer policy does not allow " + methodArn
 	}
 }
 
@@ -526,6 +493,8 @@ func (g *Gateway) binary(contentType string) bool {
 }
 
 // proxyResponse is the Lambda proxy integration's response format.
+// StatusCode and header values stay raw: the status must be a JSON integer,
+// and header values may be strings, numbers or booleans.
 type proxyResponse struct {
 	StatusCode        json.RawMessage            `json:"statusCode"`
 	Headers           map[string]json.RawMessage `json:"headers"`
@@ -542,17 +511,42 @@ var dropHeaders = map[string]bool{"Content-Length": true, "Connection": true, "T
 // isBase64Encoded} with the right types is malformed (nothing is written
 // then).
 func writeProxyResponse(w http.ResponseWriter, payload []byte, requestID string) (int, error) {
-	pr, err := parseProxyResponse(payload)
-	if err != nil {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.DisallowUnknownFields()
+	var pr proxyResponse
+	if err := dec.Decode(&pr); err != nil {
 		return 0, err
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		return 0, errors.New("data after the response object")
+	}
+	if len(pr.StatusCode) == 0 || string(pr.StatusCode) == "null" {
+		return 0, errors.New("statusCode is missing")
+	}
+	status, err := strconv.Atoi(string(pr.StatusCode)) // a JSON integer, not a string
+	if err != nil || status < 100 || status > 599 {
+		return 0, fmt.Errorf("statusCode %s is not an HTTP status", pr.StatusCode)
+	}
+	var body []byte
+	if pr.Body != nil {
+		body = []byte(*pr.Body)
+		if pr.IsBase64Encoded {
+			if body, err = base64.StdEncoding.DecodeString(*pr.Body); err != nil {
+				return 0, fmt.Errorf("body is not valid base64: %w", err)
+			}
+		}
+	}
 	h := http.Header{}
-	for k, v := range pr.headers {
+	for k, raw := range pr.Headers {
+		v, err := contextValue(raw)
+		if err != nil {
+			return 0, fmt.Errorf("header %s: %w", k, err)
+		}
 		h.Set(k, v)
 	}
 	// Values in multiValueHeaders replace a single-value header of the same
 	// name (API Gateway merges the two, multiValueHeaders winning).
-	for k, vs := range pr.multiValueHeaders {
+	for k, vs := range pr.MultiValueHeaders {
 		h.Del(k)
 		for _, v := range vs {
 			h.Add(k, v)
@@ -560,81 +554,18 @@ func writeProxyResponse(w http.ResponseWriter, payload []byte, requestID string)
 	}
 	out := w.Header()
 	for k, vs := range h {
-		if dropHeaders[http.CanonicalHeaderKey(k)] {
-			continue
+		if !dropHeaders[k] {
+			out[k] = vs
 		}
-		out[http.CanonicalHeaderKey(k)] = vs
 	}
 	if out.Get("Content-Type") == "" {
 		out.Set("Content-Type", "application/json")
 	}
 	out.Set("X-Amzn-Requestid", requestID)
-	out.Set("Content-Length", strconv.Itoa(len(pr.body)))
-	w.WriteHeader(pr.status)
-	_, _ = w.Write(pr.body)
-	return pr.status, nil
-}
-
-// parseProxyResponse decodes and checks a Lambda proxy response.
-func parseProxyResponse(payload []byte) (parsedProxy, error) {
-	if pr, ok := fastProxyResponse(payload); ok {
-		return pr, nil
-	}
-	return parseProxyResponseJSON(payload)
-}
-
-// parseProxyResponseJSON is parseProxyResponse with encoding/json: the
-// reference for every input, and the path taken for inputs outside the fast
-// parser's subset.
-func parseProxyResponseJSON(payload []byte) (parsedProxy, error) {
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.DisallowUnknownFields()
-	var raw proxyResponse
-	if err := dec.Decode(&raw); err != nil {
-		return parsedProxy{}, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return parsedProxy{}, errors.New("data after the response object")
-	}
-	if bytes.Equal(bytes.TrimSpace(payload), []byte("null")) {
-		return parsedProxy{}, errors.New("null response")
-	}
-	if len(raw.StatusCode) == 0 || string(raw.StatusCode) == "null" {
-		return parsedProxy{}, errors.New("statusCode is missing")
-	}
-	status, err := strconv.Atoi(string(raw.StatusCode)) // a JSON integer, not a string
-	if err != nil || status < 100 || status > 599 {
-		return parsedProxy{}, fmt.Errorf("statusCode %s is not an HTTP status", raw.StatusCode)
-	}
-	pr := parsedProxy{status: status, multiValueHeaders: raw.MultiValueHeaders}
-	if raw.Body != nil {
-		if pr.body, err = proxyBody(*raw.Body, raw.IsBase64Encoded); err != nil {
-			return parsedProxy{}, err
-		}
-	}
-	if raw.Headers != nil {
-		pr.headers = make(map[string]string, len(raw.Headers))
-	}
-	for k, v := range raw.Headers {
-		s, err := contextValue(v)
-		if err != nil {
-			return parsedProxy{}, fmt.Errorf("header %s: %v", k, err)
-		}
-		pr.headers[k] = s
-	}
-	return pr, nil
-}
-
-// proxyBody is the response body a proxy response's body field stands for.
-func proxyBody(body string, isBase64Encoded bool) ([]byte, error) {
-	if !isBase64Encoded {
-		return []byte(body), nil
-	}
-	b, err := base64.StdEncoding.DecodeString(body)
-	if err != nil {
-		return nil, fmt.Errorf("body is not valid base64: %v", err)
-	}
-	return b, nil
+	out.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+	return status, nil
 }
 
 // passHeaders is the request's headers as API Gateway passes them on: with

@@ -180,7 +180,7 @@ func TestAuthorizerOutcomes(t *testing.T) {
 func rateLimitedAPI() sam.API {
 	api := authorizedAPI()
 	api.GatewayResponses = map[string]sam.GatewayResponse{
-		apigw.AccessDenied: {
+		"ACCESS_DENIED": {
 			StatusCode: 429,
 			Headers: map[string]string{
 				"Retry-After":       "context.authorizer.retryAfter",
@@ -199,11 +199,11 @@ func rateLimitedAPI() sam.API {
 					`"error":$context.error.messageString,"raw":"$context.error.message","principal":"$context.authorizer.principalId"}`,
 			},
 		},
-		apigw.Default4XX: {
+		"DEFAULT_4XX": {
 			Headers:   map[string]string{"Access-Control-Allow-Origin": "'*'"},
 			Templates: map[string]string{"application/json": `{"error":"$context.error.responseType","message":$context.error.messageString}`},
 		},
-		apigw.Default5XX: {
+		"DEFAULT_5XX": {
 			StatusCode: 503,
 			Headers:    map[string]string{"Retry-After": "'1'"},
 		},
@@ -381,7 +381,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{name: "unknown authorizer", cfg: apigw.Config{Invoker: inv, API: withRoute(sam.Route{Method: "GET", Path: "/a", FunctionLogicalID: "Fn", Authorizer: "Nope"})}, wantErr: `authorizer "Nope"`},
 		{name: "authorizer outside the template", cfg: apigw.Config{Invoker: inv, API: outside}, wantErr: "outside the template"},
 		{name: "unknown response type", cfg: apigw.Config{Invoker: inv, API: withResponse("TOO_MANY", sam.GatewayResponse{})}, wantErr: "unknown response type"},
-		{name: "bad header mapping", cfg: apigw.Config{Invoker: inv, API: withResponse(apigw.AccessDenied, sam.GatewayResponse{Headers: map[string]string{"X": "integration.response.body"}})}, wantErr: "header X"},
+		{name: "bad header mapping", cfg: apigw.Config{Invoker: inv, API: withResponse("ACCESS_DENIED", sam.GatewayResponse{Headers: map[string]string{"X": "integration.response.body"}})}, wantErr: "header X"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,109 +8,79 @@ import (
 	"strings"
 )
 
-// ErrMalformedAuthorizerOutput: the authorizer returned something API Gateway
-// cannot use as a policy (it answers 500, AUTHORIZER_CONFIGURATION_ERROR).
-var ErrMalformedAuthorizerOutput = errors.New("malformed authorizer output")
+// errMalformedAuthorizerOutput: the authorizer returned something API
+// Gateway cannot use as a policy (it answers 500,
+// AUTHORIZER_CONFIGURATION_ERROR).
+var errMalformedAuthorizerOutput = errors.New("malformed authorizer output")
 
-// Decision is the outcome of evaluating an authorizer's policy against a
+// decision is the outcome of evaluating an authorizer's policy against a
 // method ARN.
-type Decision int
+type decision int
 
 const (
-	// ImplicitDeny: no Allow statement covers the method.
-	ImplicitDeny Decision = iota
-	// Allow: an Allow statement covers the method and no Deny does.
-	Allow
-	// ExplicitDeny: a Deny statement covers the method.
-	ExplicitDeny
+	implicitDeny decision = iota // no Allow statement covers the method
+	allow                        // an Allow statement covers the method and no Deny does
+	explicitDeny                 // a Deny statement covers the method
 )
 
-// String returns "allow", "implicit-deny" or "explicit-deny".
-func (d Decision) String() string {
-	switch d {
-	case Allow:
-		return "allow"
-	case ExplicitDeny:
-		return "explicit-deny"
-	}
-	return "implicit-deny"
-}
-
-// AuthorizerOutput is a Lambda authorizer's parsed result.
-type AuthorizerOutput struct {
-	PrincipalID string
-	Policy      Policy
-	// Context as API Gateway passes it on: every value a string (numbers
+// authorizerOutput is a Lambda authorizer's parsed result.
+type authorizerOutput struct {
+	principalID string
+	policy      policy
+	// context as API Gateway passes it on: every value a string (numbers
 	// and booleans as their JSON text).
-	Context            map[string]string
-	UsageIdentifierKey string
+	context map[string]string
 }
 
-// Policy is an IAM policy document as authorizers return it.
-type Policy struct {
-	Version   string
-	Statement []Statement
+// policy is an IAM policy document as authorizers return it.
+type policy struct {
+	statements []statement
 }
 
-// Statement is one policy statement. Action and Resource accept IAM's string
-// or list forms.
-type Statement struct {
-	Effect   string
-	Action   []string
-	Resource []string
+// statement is one policy statement. Action and Resource accept IAM's
+// string or list forms.
+type statement struct {
+	effect    string
+	actions   []string
+	resources []string
 }
 
-// ParseAuthorizerOutput decodes an authorizer's response payload and checks
+// parseAuthorizerOutput decodes an authorizer's response payload and checks
 // it the way API Gateway does: an object with a principalId string and a
 // policyDocument whose statements have Effect Allow or Deny, Action and
 // Resource; context values must be strings, numbers or booleans (objects and
-// arrays are rejected). Errors wrap ErrMalformedAuthorizerOutput.
-func ParseAuthorizerOutput(payload []byte) (AuthorizerOutput, error) {
-	if out, ok := fastAuthorizerOutput(payload); ok {
-		return out, nil
-	}
-	return parseAuthorizerOutput(payload)
-}
-
-// parseAuthorizerOutput is ParseAuthorizerOutput with encoding/json: the
-// reference for every input, and the path taken for inputs outside the fast
-// parser's subset.
-func parseAuthorizerOutput(payload []byte) (AuthorizerOutput, error) {
+// arrays are rejected). Errors wrap errMalformedAuthorizerOutput.
+func parseAuthorizerOutput(payload []byte) (authorizerOutput, error) {
 	var raw struct {
-		PrincipalID        *json.RawMessage           `json:"principalId"`
-		PolicyDocument     *json.RawMessage           `json:"policyDocument"`
-		Context            map[string]json.RawMessage `json:"context"`
-		UsageIdentifierKey string                     `json:"usageIdentifierKey"`
+		PrincipalID    *json.RawMessage           `json:"principalId"`
+		PolicyDocument *json.RawMessage           `json:"policyDocument"`
+		Context        map[string]json.RawMessage `json:"context"`
 	}
 	if err := json.Unmarshal(payload, &raw); err != nil {
-		return AuthorizerOutput{}, fmt.Errorf("%w: not a JSON object: %v", ErrMalformedAuthorizerOutput, err)
+		return authorizerOutput{}, fmt.Errorf("%w: not a JSON object: %w", errMalformedAuthorizerOutput, err)
 	}
-	if bytes.Equal(bytes.TrimSpace(payload), []byte("null")) {
-		return AuthorizerOutput{}, fmt.Errorf("%w: null", ErrMalformedAuthorizerOutput)
-	}
-	var out AuthorizerOutput
+	var out authorizerOutput
 	if raw.PrincipalID == nil {
-		return out, fmt.Errorf("%w: principalId is missing", ErrMalformedAuthorizerOutput)
+		return out, fmt.Errorf("%w: principalId is missing", errMalformedAuthorizerOutput)
 	}
-	if err := json.Unmarshal(*raw.PrincipalID, &out.PrincipalID); err != nil {
-		return out, fmt.Errorf("%w: principalId is not a string", ErrMalformedAuthorizerOutput)
+	if err := json.Unmarshal(*raw.PrincipalID, &out.principalID); err != nil {
+		return out, fmt.Errorf("%w: principalId is not a string", errMalformedAuthorizerOutput)
 	}
 	if raw.PolicyDocument == nil || string(*raw.PolicyDocument) == "null" {
-		return out, fmt.Errorf("%w: policyDocument is missing", ErrMalformedAuthorizerOutput)
+		return out, fmt.Errorf("%w: policyDocument is missing", errMalformedAuthorizerOutput)
 	}
 	pol, err := parsePolicy(*raw.PolicyDocument)
 	if err != nil {
 		return out, err
 	}
-	out.Policy = pol
-	out.UsageIdentifierKey = raw.UsageIdentifierKey
-	out.Context = make(map[string]string, len(raw.Context))
+	out.policy = pol
+	out.context = make(map[string]string, len(raw.Context))
 	for k, v := range raw.Context {
 		s, err := contextValue(v)
 		if err != nil {
-			return out, fmt.Errorf("%w: context value %q: %v", ErrMalformedAuthorizerOutput, k, err)
+			return out, fmt.Errorf("%w: context value %q: %w", errMalformedAuthorizerOutput, k, err)
 		}
-		out.Context[k] = s
+		out.context[k] = s
 	}
 	return out, nil
 }
@@ -140,26 +110,25 @@ func contextValue(v json.RawMessage) (string, error) {
 	return string(v), nil
 }
 
-func parsePolicy(data json.RawMessage) (Policy, error) {
+func parsePolicy(data json.RawMessage) (policy, error) {
 	var raw struct {
-		Version   string          `json:"Version"`
 		Statement json.RawMessage `json:"Statement"`
 	}
 	if err := json.Unmarshal(data, &raw); err != nil {
-		return Policy{}, fmt.Errorf("%w: policyDocument is not an object", ErrMalformedAuthorizerOutput)
+		return policy{}, fmt.Errorf("%w: policyDocument is not an object", errMalformedAuthorizerOutput)
 	}
 	var stmts []json.RawMessage
 	switch s := bytes.TrimSpace(raw.Statement); {
 	case len(s) == 0 || string(s) == "null":
-		return Policy{}, fmt.Errorf("%w: policyDocument.Statement is missing", ErrMalformedAuthorizerOutput)
+		return policy{}, fmt.Errorf("%w: policyDocument.Statement is missing", errMalformedAuthorizerOutput)
 	case s[0] == '{':
 		stmts = []json.RawMessage{s}
 	default:
 		if err := json.Unmarshal(s, &stmts); err != nil {
-			return Policy{}, fmt.Errorf("%w: policyDocument.Statement is neither an object nor a list", ErrMalformedAuthorizerOutput)
+			return policy{}, fmt.Errorf("%w: policyDocument.Statement is neither an object nor a list", errMalformedAuthorizerOutput)
 		}
 	}
-	p := Policy{Version: raw.Version}
+	var p policy
 	for i, s := range stmts {
 		var rs struct {
 			Effect   string          `json:"Effect"`
@@ -167,20 +136,20 @@ func parsePolicy(data json.RawMessage) (Policy, error) {
 			Resource json.RawMessage `json:"Resource"`
 		}
 		if err := json.Unmarshal(s, &rs); err != nil {
-			return Policy{}, fmt.Errorf("%w: statement %d is not an object", ErrMalformedAuthorizerOutput, i)
+			return policy{}, fmt.Errorf("%w: statement %d is not an object", errMalformedAuthorizerOutput, i)
 		}
 		if rs.Effect != "Allow" && rs.Effect != "Deny" {
-			return Policy{}, fmt.Errorf("%w: statement %d: Effect %q is neither Allow nor Deny", ErrMalformedAuthorizerOutput, i, rs.Effect)
+			return policy{}, fmt.Errorf("%w: statement %d: Effect %q is neither Allow nor Deny", errMalformedAuthorizerOutput, i, rs.Effect)
 		}
 		actions, err := stringOrList(rs.Action)
 		if err != nil {
-			return Policy{}, fmt.Errorf("%w: statement %d: Action: %v", ErrMalformedAuthorizerOutput, i, err)
+			return policy{}, fmt.Errorf("%w: statement %d: Action: %v", errMalformedAuthorizerOutput, i, err)
 		}
 		resources, err := stringOrList(rs.Resource)
 		if err != nil {
-			return Policy{}, fmt.Errorf("%w: statement %d: Resource: %v", ErrMalformedAuthorizerOutput, i, err)
+			return policy{}, fmt.Errorf("%w: statement %d: Resource: %v", errMalformedAuthorizerOutput, i, err)
 		}
-		p.Statement = append(p.Statement, Statement{Effect: rs.Effect, Action: actions, Resource: resources})
+		p.statements = append(p.statements, statement{effect: rs.Effect, actions: actions, resources: resources})
 	}
 	return p, nil
 }
@@ -207,26 +176,26 @@ func stringOrList(v json.RawMessage) ([]string, error) {
 	return l, nil
 }
 
-// Evaluate decides whether the policy lets the caller invoke methodArn
+// evaluate decides whether the policy lets the caller invoke methodArn
 // (execute-api:Invoke): a Deny statement covering it wins, else an Allow
 // statement covering it allows, else it is denied implicitly. Resource
 // patterns use IAM wildcards: * matches any run of characters (including
 // '/' and ':'), ? any single character; actions compare case-insensitively.
-func (p Policy) Evaluate(methodArn string) Decision {
+func (p policy) evaluate(methodArn string) decision {
 	allowed := false
-	for _, s := range p.Statement {
-		if !anyMatch(s.Action, "execute-api:Invoke", true) || !anyMatch(s.Resource, methodArn, false) {
+	for _, s := range p.statements {
+		if !anyMatch(s.actions, "execute-api:Invoke", true) || !anyMatch(s.resources, methodArn, false) {
 			continue
 		}
-		if s.Effect == "Deny" {
-			return ExplicitDeny
+		if s.effect == "Deny" {
+			return explicitDeny
 		}
 		allowed = true
 	}
 	if allowed {
-		return Allow
+		return allow
 	}
-	return ImplicitDeny
+	return implicitDeny
 }
 
 func anyMatch(patterns []string, s string, fold bool) bool {

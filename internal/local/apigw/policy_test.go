@@ -1,42 +1,40 @@
-package apigw_test
+package apigw
 
 import (
 	"errors"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/bucketgate/bucketgate/internal/local/apigw"
 )
 
 func TestPolicyEvaluate(t *testing.T) {
 	const arn = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/v1/POST/predict/batch"
-	stmt := func(effect string, action, resource []string) apigw.Statement {
-		return apigw.Statement{Effect: effect, Action: action, Resource: resource}
+	stmt := func(effect string, action, resource []string) statement {
+		return statement{effect: effect, actions: action, resources: resource}
 	}
 	invoke := []string{"execute-api:Invoke"}
 	tests := []struct {
 		name string
-		stmt []apigw.Statement
-		want apigw.Decision
+		stmt []statement
+		want decision
 	}{
-		{name: "exact allow", stmt: []apigw.Statement{stmt("Allow", invoke, []string{arn})}, want: apigw.Allow},
-		{name: "star covers slashes", stmt: []apigw.Statement{stmt("Allow", invoke, []string{"arn:aws:execute-api:us-east-1:123456789012:abcdef1234/*"})}, want: apigw.Allow},
-		{name: "all stages and methods", stmt: []apigw.Statement{stmt("Allow", invoke, []string{"arn:aws:execute-api:*:*:abcdef1234/*/*/predict/*"})}, want: apigw.Allow},
-		{name: "question mark is one character", stmt: []apigw.Statement{stmt("Allow", invoke, []string{"arn:aws:execute-api:us-east-1:123456789012:abcdef1234/v?/POST/predict/batch"})}, want: apigw.Allow},
-		{name: "another method", stmt: []apigw.Statement{stmt("Allow", invoke, []string{"arn:aws:execute-api:us-east-1:123456789012:abcdef1234/v1/GET/predict/batch"})}, want: apigw.ImplicitDeny},
-		{name: "prefix is not a match", stmt: []apigw.Statement{stmt("Allow", invoke, []string{"arn:aws:execute-api:us-east-1:123456789012:abcdef1234/v1/POST/predict"})}, want: apigw.ImplicitDeny},
-		{name: "resource is case-sensitive", stmt: []apigw.Statement{stmt("Allow", invoke, []string{"arn:aws:execute-api:us-east-1:123456789012:abcdef1234/v1/post/predict/batch"})}, want: apigw.ImplicitDeny},
-		{name: "action wildcard, any case", stmt: []apigw.Statement{stmt("Allow", []string{"EXECUTE-API:*"}, []string{"*"})}, want: apigw.Allow},
-		{name: "other action does not allow", stmt: []apigw.Statement{stmt("Allow", []string{"execute-api:ManageConnections"}, []string{"*"})}, want: apigw.ImplicitDeny},
-		{name: "deny wins over allow", stmt: []apigw.Statement{stmt("Allow", invoke, []string{"*"}), stmt("Deny", invoke, []string{arn})}, want: apigw.ExplicitDeny},
-		{name: "deny elsewhere does not matter", stmt: []apigw.Statement{stmt("Allow", invoke, []string{"*"}), stmt("Deny", invoke, []string{"arn:other"})}, want: apigw.Allow},
-		{name: "one of several resources", stmt: []apigw.Statement{stmt("Allow", invoke, []string{"arn:x", arn})}, want: apigw.Allow},
-		{name: "no statements", want: apigw.ImplicitDeny},
+		{name: "exact allow", stmt: []statement{stmt("Allow", invoke, []string{arn})}, want: allow},
+		{name: "star covers slashes", stmt: []statement{stmt("Allow", invoke, []string{"arn:aws:execute-api:us-east-1:123456789012:abcdef1234/*"})}, want: allow},
+		{name: "all stages and methods", stmt: []statement{stmt("Allow", invoke, []string{"arn:aws:execute-api:*:*:abcdef1234/*/*/predict/*"})}, want: allow},
+		{name: "question mark is one character", stmt: []statement{stmt("Allow", invoke, []string{"arn:aws:execute-api:us-east-1:123456789012:abcdef1234/v?/POST/predict/batch"})}, want: allow},
+		{name: "another method", stmt: []statement{stmt("Allow", invoke, []string{"arn:aws:execute-api:us-east-1:123456789012:abcdef1234/v1/GET/predict/batch"})}, want: implicitDeny},
+		{name: "prefix is not a match", stmt: []statement{stmt("Allow", invoke, []string{"arn:aws:execute-api:us-east-1:123456789012:abcdef1234/v1/POST/predict"})}, want: implicitDeny},
+		{name: "resource is case-sensitive", stmt: []statement{stmt("Allow", invoke, []string{"arn:aws:execute-api:us-east-1:123456789012:abcdef1234/v1/post/predict/batch"})}, want: implicitDeny},
+		{name: "action wildcard, any case", stmt: []statement{stmt("Allow", []string{"EXECUTE-API:*"}, []string{"*"})}, want: allow},
+		{name: "other action does not allow", stmt: []statement{stmt("Allow", []string{"execute-api:ManageConnections"}, []string{"*"})}, want: implicitDeny},
+		{name: "deny wins over allow", stmt: []statement{stmt("Allow", invoke, []string{"*"}), stmt("Deny", invoke, []string{arn})}, want: explicitDeny},
+		{name: "deny elsewhere does not matter", stmt: []statement{stmt("Allow", invoke, []string{"*"}), stmt("Deny", invoke, []string{"arn:other"})}, want: allow},
+		{name: "one of several resources", stmt: []statement{stmt("Allow", invoke, []string{"arn:x", arn})}, want: allow},
+		{name: "no statements", want: implicitDeny},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := (apigw.Policy{Statement: tc.stmt}).Evaluate(arn); got != tc.want {
+			if got := (policy{statements: tc.stmt}).evaluate(arn); got != tc.want {
 				t.Errorf("Evaluate = %v, want %v", got, tc.want)
 			}
 		})
@@ -47,27 +45,26 @@ func TestParseAuthorizerOutput(t *testing.T) {
 	tests := []struct {
 		name    string
 		payload string
-		want    apigw.AuthorizerOutput
+		want    authorizerOutput
 		wantErr bool
 	}{
 		{
 			name: "list forms, context stringified",
 			payload: `{"principalId":"p","policyDocument":{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["execute-api:Invoke"],"Resource":["a","b"]}]},` +
 				`"context":{"s":"x","n":12,"f":1.25,"b":false,"z":null},"usageIdentifierKey":"k"}`,
-			want: apigw.AuthorizerOutput{
-				PrincipalID:        "p",
-				Policy:             apigw.Policy{Version: "2012-10-17", Statement: []apigw.Statement{{Effect: "Allow", Action: []string{"execute-api:Invoke"}, Resource: []string{"a", "b"}}}},
-				Context:            map[string]string{"s": "x", "n": "12", "f": "1.25", "b": "false", "z": ""},
-				UsageIdentifierKey: "k",
+			want: authorizerOutput{
+				principalID: "p",
+				policy:      policy{statements: []statement{{effect: "Allow", actions: []string{"execute-api:Invoke"}, resources: []string{"a", "b"}}}},
+				context:     map[string]string{"s": "x", "n": "12", "f": "1.25", "b": "false", "z": ""},
 			},
 		},
 		{
 			name:    "string forms and a single statement object",
 			payload: `{"principalId":"p","policyDocument":{"Statement":{"Effect":"Deny","Action":"execute-api:Invoke","Resource":"*"}}}`,
-			want: apigw.AuthorizerOutput{
-				PrincipalID: "p",
-				Policy:      apigw.Policy{Statement: []apigw.Statement{{Effect: "Deny", Action: []string{"execute-api:Invoke"}, Resource: []string{"*"}}}},
-				Context:     map[string]string{},
+			want: authorizerOutput{
+				principalID: "p",
+				policy:      policy{statements: []statement{{effect: "Deny", actions: []string{"execute-api:Invoke"}, resources: []string{"*"}}}},
+				context:     map[string]string{},
 			},
 		},
 		{name: "not JSON", payload: `nope`, wantErr: true},
@@ -83,9 +80,9 @@ func TestParseAuthorizerOutput(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := apigw.ParseAuthorizerOutput([]byte(tc.payload))
+			got, err := parseAuthorizerOutput([]byte(tc.payload))
 			if tc.wantErr {
-				if !errors.Is(err, apigw.ErrMalformedAuthorizerOutput) {
+				if !errors.Is(err, errMalformedAuthorizerOutput) {
 					t.Errorf("error = %v, want ErrMalformedAuthorizerOutput", err)
 				}
 				return
@@ -93,7 +90,7 @@ func TestParseAuthorizerOutput(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(tc.want, got); diff != "" {
+			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(authorizerOutput{}, policy{}, statement{})); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})

@@ -12,29 +12,16 @@ import (
 	"github.com/bucketgate/bucketgate/internal/local/sam"
 )
 
-// Gateway response types API Gateway (REST) defines.
+// The gateway response types the gateway produces itself.
 const (
-	AccessDenied                 = "ACCESS_DENIED"
-	APIConfigurationError        = "API_CONFIGURATION_ERROR"
-	AuthorizerConfigurationError = "AUTHORIZER_CONFIGURATION_ERROR"
-	AuthorizerFailure            = "AUTHORIZER_FAILURE"
-	BadRequestParameters         = "BAD_REQUEST_PARAMETERS"
-	BadRequestBody               = "BAD_REQUEST_BODY"
-	Default4XX                   = "DEFAULT_4XX"
-	Default5XX                   = "DEFAULT_5XX"
-	ExpiredToken                 = "EXPIRED_TOKEN"
-	IntegrationFailure           = "INTEGRATION_FAILURE"
-	IntegrationTimeout           = "INTEGRATION_TIMEOUT"
-	InvalidAPIKey                = "INVALID_API_KEY"
-	InvalidSignature             = "INVALID_SIGNATURE"
-	MissingAuthenticationToken   = "MISSING_AUTHENTICATION_TOKEN"
-	QuotaExceeded                = "QUOTA_EXCEEDED"
-	RequestTooLarge              = "REQUEST_TOO_LARGE"
-	ResourceNotFound             = "RESOURCE_NOT_FOUND"
-	Throttled                    = "THROTTLED"
-	Unauthorized                 = "UNAUTHORIZED"
-	UnsupportedMediaType         = "UNSUPPORTED_MEDIA_TYPE"
-	WAFFiltered                  = "WAF_FILTERED"
+	accessDenied                 = "ACCESS_DENIED"
+	authorizerConfigurationError = "AUTHORIZER_CONFIGURATION_ERROR"
+	default4XX                   = "DEFAULT_4XX"
+	default5XX                   = "DEFAULT_5XX"
+	integrationTimeout           = "INTEGRATION_TIMEOUT"
+	missingAuthenticationToken   = "MISSING_AUTHENTICATION_TOKEN"
+	requestTooLarge              = "REQUEST_TOO_LARGE"
+	unauthorized                 = "UNAUTHORIZED"
 )
 
 // responseDefault is a gateway response type's built-in behaviour.
@@ -46,31 +33,32 @@ type responseDefault struct {
 
 func msg(s string) *string { return &s }
 
-// defaults per type, from "Gateway response types for API Gateway"
+// defaults holds every type API Gateway (REST) defines (a template may
+// customize any of them), from "Gateway response types for API Gateway"
 // (docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html)
 // and the messages API Gateway sends.
 var defaults = map[string]responseDefault{
-	AccessDenied:                 {403, msg("User is not authorized to access this resource"), "AccessDeniedException"},
-	APIConfigurationError:        {500, msg("Internal server error"), "InternalServerErrorException"},
-	AuthorizerConfigurationError: {500, nil, "AuthorizerConfigurationException"},
-	AuthorizerFailure:            {500, nil, "AuthorizerFailureException"},
-	BadRequestParameters:         {400, msg("Invalid request parameters"), "BadRequestException"},
-	BadRequestBody:               {400, msg("Invalid request body"), "BadRequestException"},
-	ExpiredToken:                 {403, msg("The security token included in the request is expired"), "ExpiredTokenException"},
-	IntegrationFailure:           {504, msg("Internal server error"), "InternalServerErrorException"},
-	IntegrationTimeout:           {504, msg("Endpoint request timed out"), "InternalServerErrorException"},
-	InvalidAPIKey:                {403, msg("Forbidden"), "ForbiddenException"},
-	InvalidSignature:             {403, msg("The request signature we calculated does not match the signature you provided"), "InvalidSignatureException"},
-	MissingAuthenticationToken:   {403, msg("Missing Authentication Token"), "MissingAuthenticationTokenException"},
-	QuotaExceeded:                {429, msg("Limit Exceeded"), "LimitExceededException"},
-	RequestTooLarge:              {413, msg("Request Too Long"), "RequestTooLongException"},
-	ResourceNotFound:             {404, msg("Not Found"), "NotFoundException"},
-	Throttled:                    {429, msg("Too Many Requests"), "TooManyRequestsException"},
-	Unauthorized:                 {401, msg("Unauthorized"), "UnauthorizedException"},
-	UnsupportedMediaType:         {415, msg("Unsupported Media Type"), "UnsupportedMediaTypeException"},
-	WAFFiltered:                  {403, msg("Forbidden"), "ForbiddenException"},
-	Default4XX:                   {400, nil, ""},
-	Default5XX:                   {500, nil, ""},
+	accessDenied:                 {403, msg("User is not authorized to access this resource"), "AccessDeniedException"},
+	"API_CONFIGURATION_ERROR":    {500, msg("Internal server error"), "InternalServerErrorException"},
+	authorizerConfigurationError: {500, nil, "AuthorizerConfigurationException"},
+	"AUTHORIZER_FAILURE":         {500, nil, "AuthorizerFailureException"},
+	"BAD_REQUEST_PARAMETERS":     {400, msg("Invalid request parameters"), "BadRequestException"},
+	"BAD_REQUEST_BODY":           {400, msg("Invalid request body"), "BadRequestException"},
+	"EXPIRED_TOKEN":              {403, msg("The security token included in the request is expired"), "ExpiredTokenException"},
+	"INTEGRATION_FAILURE":        {504, msg("Internal server error"), "InternalServerErrorException"},
+	integrationTimeout:           {504, msg("Endpoint request timed out"), "InternalServerErrorException"},
+	"INVALID_API_KEY":            {403, msg("Forbidden"), "ForbiddenException"},
+	"INVALID_SIGNATURE":          {403, msg("The request signature we calculated does not match the signature you provided"), "InvalidSignatureException"},
+	missingAuthenticationToken:   {403, msg("Missing Authentication Token"), "MissingAuthenticationTokenException"},
+	"QUOTA_EXCEEDED":             {429, msg("Limit Exceeded"), "LimitExceededException"},
+	requestTooLarge:              {413, msg("Request Too Long"), "RequestTooLongException"},
+	"RESOURCE_NOT_FOUND":         {404, msg("Not Found"), "NotFoundException"},
+	"THROTTLED":                  {429, msg("Too Many Requests"), "TooManyRequestsException"},
+	unauthorized:                 {401, msg("Unauthorized"), "UnauthorizedException"},
+	"UNSUPPORTED_MEDIA_TYPE":     {415, msg("Unsupported Media Type"), "UnsupportedMediaTypeException"},
+	"WAF_FILTERED":               {403, msg("Forbidden"), "ForbiddenException"},
+	default4XX:                   {400, nil, ""},
+	default5XX:                   {500, nil, ""},
 }
 
 // lambdaError is not a customizable type of its own: a failed or malformed
@@ -123,60 +111,56 @@ func validMapping(expr string) error {
 // gatewayError is one gateway response to render.
 type gatewayError struct {
 	typ          string
-	message      *string // overrides the type's default message when set
-	explicitDeny bool    // ACCESS_DENIED caused by a Deny statement
+	explicitDeny bool // ACCESS_DENIED caused by a Deny statement
 }
 
 // writeGatewayResponse renders a gateway response: the template's
-// customization of the type (else of DEFAULT_4XX/DEFAULT_5XX), else API
-// Gateway's default.
+// customization of the type, else of DEFAULT_4XX/DEFAULT_5XX (headers,
+// body template, and status code if set), else API Gateway's default body
+// {"message":$context.error.messageString}. AUTHORIZER_FAILURE is never
+// produced: API Gateway reports every Lambda authorizer failure other than
+// "Unauthorized" as AUTHORIZER_CONFIGURATION_ERROR.
 func (g *Gateway) writeGatewayResponse(w http.ResponseWriter, rc *requestCtx, ge gatewayError) int {
 	def := defaults[ge.typ]
 	if ge.typ == lambdaError {
 		def = responseDefault{502, msg("Internal server error"), "InternalServerErrorException"}
 	}
 	message := def.message
-	if ge.message != nil {
-		message = ge.message
-	}
 	if ge.explicitDeny {
 		message = msg("User is not authorized to access this resource with an explicit deny")
 	}
-	fallback := Default4XX
+	fallback := default4XX
 	if def.status >= 500 {
-		fallback = Default5XX
+		fallback = default5XX
 	}
 	status := def.status
-	custom, ok := g.responses[ge.typ]
+	custom, ok := g.cfg.API.GatewayResponses[ge.typ]
 	if !ok {
-		custom, ok = g.responses[fallback]
+		custom, ok = g.cfg.API.GatewayResponses[fallback]
 	}
-	if ok && custom.statusCode != 0 && ge.typ != lambdaError {
-		status = custom.statusCode
+	if ok && custom.StatusCode != 0 && ge.typ != lambdaError {
+		status = custom.StatusCode
 	}
 
 	lookup := rc.lookup(ge.typ, message)
 	h := w.Header()
-	body := ""
+	body := sam.RenderTemplate(defaultTemplate, lookup)
 	contentType := "application/json"
-	if ok {
-		for _, m := range custom.headers {
-			if v, known := sam.MappingValue(m.expr, lookup); known && v != "" {
-				h[m.key] = []string{v}
+	switch {
+	case ok:
+		for name, v := range custom.RenderHeaders(lookup) {
+			if v != "" {
+				h.Set(name, v)
 			}
 		}
-		if custom.hasTemplate {
-			contentType = custom.contentType
-			body = sam.RenderTemplate(custom.template, lookup)
-		} else {
-			body = sam.RenderTemplate(defaultTemplate, lookup)
+		if ct, tmpl, found := pickTemplate(custom.Templates); found {
+			contentType = ct
+			body = sam.RenderTemplate(tmpl, lookup)
 		}
-	} else if ge.explicitDeny && ge.typ == AccessDenied {
+	case ge.explicitDeny:
 		// API Gateway's own explicit-deny body capitalizes the key.
 		b, _ := json.Marshal(map[string]string{"Message": *message})
 		body = string(b)
-	} else {
-		body = sam.RenderTemplate(defaultTemplate, lookup)
 	}
 	if h.Get("Content-Type") == "" {
 		h.Set("Content-Type", contentType)
@@ -189,34 +173,6 @@ func (g *Gateway) writeGatewayResponse(w http.ResponseWriter, rc *requestCtx, ge
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, body)
 	return status
-}
-
-// compiledResponse is a template's gateway response, prepared once.
-type compiledResponse struct {
-	statusCode  int
-	headers     []headerMapping // sorted by header name
-	hasTemplate bool
-	contentType string // of the chosen body template
-	template    string
-}
-
-// headerMapping is one response header: its canonical name and mapping
-// expression.
-type headerMapping struct {
-	key, expr string
-}
-
-func compileResponses(g map[string]sam.GatewayResponse) map[string]compiledResponse {
-	out := make(map[string]compiledResponse, len(g))
-	for typ, r := range g {
-		c := compiledResponse{statusCode: r.StatusCode}
-		for _, name := range sortedKeys(r.Headers) {
-			c.headers = append(c.headers, headerMapping{key: http.CanonicalHeaderKey(name), expr: r.Headers[name]})
-		}
-		c.contentType, c.template, c.hasTemplate = pickTemplate(r.Templates)
-		out[typ] = c
-	}
-	return out
 }
 
 // pickTemplate chooses the body template: application/json when defined,
@@ -254,7 +210,7 @@ func (rc *requestCtx) lookup(typ string, message *string) sam.Lookup {
 			return string(b), true
 		case name == "context.error.responseType":
 			if typ == lambdaError {
-				return Default5XX, true
+				return default5XX, true
 			}
 			return typ, true
 		case name == "context.error.validationErrorString":

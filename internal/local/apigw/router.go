@@ -23,8 +23,7 @@ type segment struct {
 
 type route struct {
 	sam.Route
-	segs       []segment
-	resourceID string // requestContext.resourceId, computed once
+	segs []segment
 }
 
 var methods = map[string]bool{
@@ -40,7 +39,7 @@ func compileRoute(r sam.Route) (route, error) {
 	if !strings.HasPrefix(r.Path, "/") {
 		return route{}, fmt.Errorf("route %s %s: path must start with /", r.Method, r.Path)
 	}
-	out := route{Route: r, resourceID: resourceID(r.Path)}
+	out := route{Route: r}
 	if r.Path == "/" {
 		return out, nil
 	}

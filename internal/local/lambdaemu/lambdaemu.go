@@ -29,8 +29,8 @@
 //
 // The processes' stdout and stderr are copied to Config.Logs line by line,
 // each line prefixed with "[Name] ", together with Lambda's START, END and
-// REPORT lines. Each Write carries whole lines: the complete lines of one
-// read from a process's pipe, or END with its REPORT.
+// REPORT lines: one whole line per Write. Config.OnLine sees the same lines
+// as CloudWatch Logs would, for tools that read them (metrics in EMF).
 package lambdaemu
 
 import (
@@ -41,7 +41,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"sync"
@@ -95,9 +94,8 @@ type Config struct {
 	// Env is the function's environment (the template's variables with
 	// overrides applied). Lambda's reserved variables (AWS_REGION,
 	// AWS_LAMBDA_*, LAMBDA_TASK_ROOT, _HANDLER, TZ) are set by the emulator
-	// and win over entries here. PATH is the host's and GOMAXPROCS is
-	// Config.GoMaxProcs's unless Env sets them; nothing else of the host's
-	// environment is passed on.
+	// and win over entries here. PATH is the host's unless Env sets it;
+	// nothing else of the host's environment is passed on.
 	Env map[string]string
 	// Handler is passed as _HANDLER; "" leaves it unset.
 	Handler string
@@ -109,17 +107,6 @@ type Config struct {
 	MemoryMB int
 	// MaxProcs caps the processes running at once; 0 = DefaultMaxProcs.
 	MaxProcs int
-	// GoMaxProcs is put in the processes' environment as GOMAXPROCS
-	// (unless Env sets GOMAXPROCS) so that a Go runtime schedules on as
-	// many threads as the CPU Lambda gives the function: one vCPU's worth
-	// per 1,769 MB of memory. 0 = that share for MemoryMB, rounded up and
-	// at most the host's CPUs (1 up to 1,769 MB); < 0 = not set, so a Go
-	// runtime uses every host CPU. A Go process with more threads than CPU
-	// to run them spins and wakes threads for nothing: with 1 instead of 2
-	// on a 2-CPU host, a warm invocation costs the authorizer process about
-	// a third less CPU (docs/BENCHMARKS.md, "End to end"). Non-Go runtimes
-	// ignore the variable.
-	GoMaxProcs int
 	// InitTimeout bounds the time from starting a process to its first
 	// request for an invocation; 0 = DefaultInitTimeout.
 	InitTimeout time.Duration
@@ -127,20 +114,14 @@ type Config struct {
 	// "" = DefaultRegion / DefaultAccountID.
 	Region, AccountID string
 	// Logs receives the processes' output and the START/END/REPORT lines,
-	// one or more whole lines per Write. It must be safe for concurrent
-	// use when shared with other Functions (os.Stderr is). nil = os.Stderr.
+	// one whole line per Write. It must be safe for concurrent use when
+	// shared with other Functions (os.Stderr is). nil = os.Stderr.
 	Logs io.Writer
-	// OnInit, when set, is called once per process when it first asks for an
-	// invocation, with the process's init duration (a cold start). It runs
-	// on a Runtime API request goroutine and must not block.
-	OnInit func(InitInfo)
-}
-
-// InitInfo describes a finished cold start.
-type InitInfo struct {
-	Function string        // Config.Name
-	PID      int           // process ID
-	Duration time.Duration // from process start to its first GET /next
+	// OnLine, when set, is called with every line a process writes to its
+	// stdout or stderr (without prefix or newline) just before the line
+	// goes to Logs. It may be called concurrently (one goroutine per
+	// stream), must not block, and must not keep line after it returns.
+	OnLine func(line []byte)
 }
 
 // Result is the outcome of one invocation.
@@ -250,9 +231,6 @@ func New(cfg Config) (*Function, error) {
 	if cfg.MaxProcs == 0 {
 		cfg.MaxProcs = DefaultMaxProcs
 	}
-	if cfg.GoMaxProcs == 0 {
-		cfg.GoMaxProcs = vCPUs(cfg.MemoryMB, runtime.NumCPU())
-	}
 	if cfg.Region == "" {
 		cfg.Region = DefaultRegion
 	}
@@ -265,32 +243,12 @@ func New(cfg Config) (*Function, error) {
 	f := &Function{
 		cfg:   cfg,
 		arn:   fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", cfg.Region, cfg.AccountID, cfg.Name),
-		logs:  &lineOutput{out: cfg.Logs, prefix: "[" + cfg.Name + "] "},
+		logs:  &lineOutput{out: cfg.Logs, prefix: "[" + cfg.Name + "] ", onLine: cfg.OnLine},
 		procs: map[*process]struct{}{},
 	}
 	f.env = f.baseEnv()
 	return f, nil
 }
-
-// mbPerVCPU is the memory size at which Lambda gives a function one vCPU's
-// worth of CPU time; the share grows in proportion
-// (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html).
-const mbPerVCPU = 1769
-
-// vCPUs is the number of CPUs' worth of time Lambda gives memoryMB,
-// rounded up, at most hostCPUs.
-func vCPUs(memoryMB, hostCPUs int) int {
-	return max(1, min((memoryMB+mbPerVCPU-1)/mbPerVCPU, hostCPUs))
-}
-
-// Name returns Config.Name.
-func (f *Function) Name() string { return f.cfg.Name }
-
-// ARN returns the function's (local) ARN.
-func (f *Function) ARN() string { return f.arn }
-
-// Timeout returns the effective invocation timeout.
-func (f *Function) Timeout() time.Duration { return f.cfg.Timeout }
 
 func (f *Function) baseEnv() []string {
 	env := map[string]string{}
@@ -298,9 +256,6 @@ func (f *Function) baseEnv() []string {
 		env["PATH"] = p
 	}
 	env["LANG"] = "en_US.UTF-8"
-	if n := f.cfg.GoMaxProcs; n > 0 {
-		env["GOMAXPROCS"] = strconv.Itoa(n)
-	}
 	for k, v := range f.cfg.Env {
 		env[k] = v
 	}
@@ -342,20 +297,11 @@ func (f *Function) baseEnv() []string {
 // finishes or times out, as in Lambda; one still waiting for a process is
 // withdrawn.
 func (f *Function) Invoke(ctx context.Context, payload []byte) (Result, error) {
-	if len(payload) <= MaxPayloadBytes && !json.Valid(payload) {
-		return Result{}, ErrInvalidPayload
-	}
-	return f.InvokeValid(ctx, payload)
-}
-
-// InvokeValid is Invoke for a payload the caller vouches for as valid JSON
-// (it built the payload with a JSON encoder, or checked it): the payload is
-// not scanned again, which saves a pass over every event on a hot path such
-// as the API Gateway emulation. An invalid payload is handed to the function
-// as it is. Everything else is as for Invoke, ErrPayloadTooLarge included.
-func (f *Function) InvokeValid(ctx context.Context, payload []byte) (Result, error) {
 	if len(payload) > MaxPayloadBytes {
 		return Result{}, ErrPayloadTooLarge
+	}
+	if !json.Valid(payload) {
+		return Result{}, ErrInvalidPayload
 	}
 	inv := &invocation{id: newUUID(), payload: payload, done: make(chan struct{})}
 	f.mu.Lock()
@@ -422,7 +368,6 @@ type invocation struct {
 	delivered time.Time
 	timer     *time.Timer // the invocation timeout, from delivery
 	finished  bool
-	ran       bool // finished on a process (it has END and REPORT lines)
 	res       Result
 	err       error
 }
@@ -468,18 +413,8 @@ func (f *Function) deliver(p *process, inv *invocation) {
 // finish records inv's outcome once, logs its END and REPORT lines and
 // wakes its caller. f.mu is held.
 func (f *Function) finish(inv *invocation, res Result, err error) {
-	if f.record(inv, res, err) {
-		f.wake(inv)
-	}
-}
-
-// record is the first half of finish: it records inv's outcome and reports
-// whether this was the first time (false: inv had already finished). The
-// caller then calls wake, possibly after releasing f.mu (a finished
-// invocation is no longer touched under f.mu). f.mu is held.
-func (f *Function) record(inv *invocation, res Result, err error) bool {
 	if inv.finished {
-		return false
+		return
 	}
 	inv.finished = true
 	if inv.timer != nil {
@@ -495,21 +430,15 @@ func (f *Function) record(inv *invocation, res Result, err error) bool {
 			res.InitDuration = p.initDuration
 		}
 	}
-	inv.res, inv.err, inv.ran = res, err, inv.proc != nil
+	inv.res, inv.err = res, err
 	if err == nil {
 		f.stats.Invocations++
 		if res.Error != nil {
 			f.stats.Errors++
 		}
 	}
-	return true
-}
-
-// wake is the second half of finish: the END and REPORT lines of an
-// invocation that ran, then its caller is woken.
-func (f *Function) wake(inv *invocation) {
-	if inv.ran {
-		f.logEnd(inv.res)
+	if inv.proc != nil {
+		f.logEnd(res)
 	}
 	close(inv.done)
 }
@@ -602,29 +531,16 @@ func (f *Function) exited(p *process, status string) {
 	f.scale()
 }
 
-// logEnd writes the END and REPORT lines of a finished invocation (one
-// Write).
+// logEnd writes the END and REPORT lines of a finished invocation.
 func (f *Function) logEnd(res Result) {
-	b := make([]byte, 0, 256)
-	b = append(b, "END RequestId: "...)
-	b = append(b, res.RequestID...)
-	b = append(b, "\nREPORT RequestId: "...)
-	b = append(b, res.RequestID...)
-	b = append(b, "\tDuration: "...)
-	b = strconv.AppendFloat(b, float64(res.Duration.Microseconds())/1000, 'f', 2, 64)
-	b = append(b, " ms\tBilled Duration: "...)
-	b = strconv.AppendInt(b, int64((res.Duration+time.Millisecond-1)/time.Millisecond), 10)
-	b = append(b, " ms\tMemory Size: "...)
-	b = strconv.AppendInt(b, int64(f.cfg.MemoryMB), 10)
-	b = append(b, " MB"...)
+	f.logs.line("END RequestId: " + res.RequestID)
+	report := fmt.Sprintf("REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %d ms\tMemory Size: %d MB",
+		res.RequestID, float64(res.Duration.Microseconds())/1000, (res.Duration+time.Millisecond-1)/time.Millisecond, f.cfg.MemoryMB)
 	if res.ColdStart {
-		b = append(b, "\tInit Duration: "...)
-		b = strconv.AppendFloat(b, float64(res.InitDuration.Microseconds())/1000, 'f', 2, 64)
-		b = append(b, " ms"...)
+		report += fmt.Sprintf("\tInit Duration: %.2f ms", float64(res.InitDuration.Microseconds())/1000)
 	}
 	if res.Error != nil {
-		b = append(b, "\tStatus: error\tError Type: "...)
-		b = append(b, res.Error.Type...)
+		report += "\tStatus: error\tError Type: " + res.Error.Type
 	}
-	f.logs.line(string(b))
+	f.logs.line(report)
 }

@@ -1,10 +1,7 @@
 package lambdaemu
 
 import (
-	"bytes"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
@@ -34,9 +31,9 @@ func TestLineWriter(t *testing.T) {
 			want:   []string{"[F] hello\n"},
 		},
 		{
-			name:   "several lines in one read are one Write",
+			name:   "several lines in one read are a Write each",
 			chunks: []string{"a\nb\n\nc\n"},
-			want:   []string{"[F] a\n[F] b\n[F] \n[F] c\n"},
+			want:   []string{"[F] a\n", "[F] b\n", "[F] \n", "[F] c\n"},
 		},
 		{
 			name:   "a line split across reads",
@@ -46,7 +43,7 @@ func TestLineWriter(t *testing.T) {
 		{
 			name:   "carriage returns before the newline are dropped",
 			chunks: []string{"dos\r\nmid\rdle\r\n"},
-			want:   []string{"[F] dos\n[F] mid\rdle\n"},
+			want:   []string{"[F] dos\n", "[F] mid\rdle\n"},
 		},
 		{
 			name:   "an unterminated last line is written at flush",
@@ -59,15 +56,17 @@ func TestLineWriter(t *testing.T) {
 			want:   []string{"[F] " + long[:maxLine-1] + "yz\n"},
 		},
 		{
-			name:   "complete lines before a long partial one share its Write",
+			name:   "complete lines before a long partial one",
 			chunks: []string{"a\n" + long},
-			want:   []string{"[F] a\n[F] " + long + "\n"},
+			want:   []string{"[F] a\n", "[F] " + long + "\n"},
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := &recordingWriter{}
-			w := &lineWriter{out: &lineOutput{out: rec, prefix: "[F] "}}
+			var seen []string
+			onLine := func(l []byte) { seen = append(seen, "[F] "+string(l)+"\n") }
+			w := &lineWriter{out: &lineOutput{out: rec, prefix: "[F] ", onLine: onLine}}
 			for _, c := range tc.chunks {
 				if n, err := w.Write([]byte(c)); n != len(c) || err != nil {
 					t.Fatalf("Write(%q) = %d, %v", c, n, err)
@@ -76,6 +75,9 @@ func TestLineWriter(t *testing.T) {
 			w.flush()
 			if diff := cmp.Diff(tc.want, rec.writes); diff != "" {
 				t.Errorf("writes (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.want, seen); diff != "" {
+				t.Errorf("lines seen by OnLine (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -87,7 +89,7 @@ func TestLineOutputLine(t *testing.T) {
 		want     []string
 	}{
 		{name: "one line", in: "START RequestId: 1", want: []string{"[F] START RequestId: 1\n"}},
-		{name: "every line prefixed, one Write", in: "END RequestId: 1\nREPORT RequestId: 1\tDuration: 1.00 ms", want: []string{"[F] END RequestId: 1\n[F] REPORT RequestId: 1\tDuration: 1.00 ms\n"}},
+		{name: "every line prefixed", in: "END RequestId: 1\nREPORT RequestId: 1\tDuration: 1.00 ms", want: []string{"[F] END RequestId: 1\n", "[F] REPORT RequestId: 1\tDuration: 1.00 ms\n"}},
 		{name: "trailing newlines dropped", in: "a\n\n", want: []string{"[F] a\n"}},
 		{name: "empty", in: "", want: []string{"[F] \n"}},
 	}
@@ -106,17 +108,17 @@ func TestLogEnd(t *testing.T) {
 	tests := []struct {
 		name string
 		res  Result
-		want string
+		want []string
 	}{
 		{
 			name: "warm, success",
 			res:  Result{RequestID: "r1", Duration: 1234567 * time.Nanosecond},
-			want: "[F] END RequestId: r1\n[F] REPORT RequestId: r1\tDuration: 1.23 ms\tBilled Duration: 2 ms\tMemory Size: 256 MB\n",
+			want: []string{"[F] END RequestId: r1\n", "[F] REPORT RequestId: r1\tDuration: 1.23 ms\tBilled Duration: 2 ms\tMemory Size: 256 MB\n"},
 		},
 		{
 			name: "cold start, error whose type spans lines",
 			res:  Result{RequestID: "r2", Duration: 3 * time.Millisecond, ColdStart: true, InitDuration: 4567 * time.Microsecond, Error: &FunctionError{Type: "Bad\nType"}},
-			want: "[F] END RequestId: r2\n[F] REPORT RequestId: r2\tDuration: 3.00 ms\tBilled Duration: 3 ms\tMemory Size: 256 MB\tInit Duration: 4.57 ms\tStatus: error\tError Type: Bad\n[F] Type\n",
+			want: []string{"[F] END RequestId: r2\n", "[F] REPORT RequestId: r2\tDuration: 3.00 ms\tBilled Duration: 3 ms\tMemory Size: 256 MB\tInit Duration: 4.57 ms\tStatus: error\tError Type: Bad\n", "[F] Type\n"},
 		},
 	}
 	for _, tc := range tests {
@@ -124,7 +126,7 @@ func TestLogEnd(t *testing.T) {
 			rec := &recordingWriter{}
 			f := &Function{cfg: Config{MemoryMB: 256}, logs: &lineOutput{out: rec, prefix: "[F] "}}
 			f.logEnd(tc.res)
-			if diff := cmp.Diff([]string{tc.want}, rec.writes); diff != "" {
+			if diff := cmp.Diff(tc.want, rec.writes); diff != "" {
 				t.Errorf("writes (-want +got):\n%s", diff)
 			}
 		})
@@ -146,63 +148,5 @@ func TestTraceID(t *testing.T) {
 	}
 	if traceID(time.Unix(1, 0)) == traceID(time.Unix(1, 0)) {
 		t.Error("two trace IDs are equal")
-	}
-}
-
-func TestVCPUs(t *testing.T) {
-	tests := []struct {
-		memoryMB, hostCPUs, want int
-	}{
-		{128, 2, 1}, {256, 2, 1}, {1769, 2, 1}, {1770, 2, 2}, {3538, 8, 2}, {10240, 8, 6}, {10240, 2, 2}, {128, 1, 1},
-	}
-	for _, tc := range tests {
-		if got := vCPUs(tc.memoryMB, tc.hostCPUs); got != tc.want {
-			t.Errorf("vCPUs(%d MB, %d CPUs) = %d, want %d", tc.memoryMB, tc.hostCPUs, got, tc.want)
-		}
-	}
-}
-
-// TestRuntimeRouter: the fast routes answer as the ServeMux patterns do,
-// and everything else is the ServeMux's to answer.
-func TestRuntimeRouter(t *testing.T) {
-	f := &Function{cfg: Config{Name: "F"}, logs: &lineOutput{out: &recordingWriter{}, prefix: "[F] "}, procs: map[*process]struct{}{}}
-	p := &process{f: f, next: make(chan *invocation, 1)}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+runtimePrefix+"/invocation/{id}/response", func(w http.ResponseWriter, r *http.Request) {
-		p.handleResponse(w, r, r.PathValue("id"))
-	})
-	mux.HandleFunc("POST "+runtimePrefix+"/invocation/{id}/error", func(w http.ResponseWriter, r *http.Request) {
-		p.handleError(w, r, r.PathValue("id"))
-	})
-	mux.HandleFunc("GET "+runtimePrefix+"/invocation/next", p.handleNext)
-	router := runtimeRouter{p: p, mux: mux}
-	tests := []struct {
-		name, method, path string
-		wantStatus         int
-		wantBody           string
-	}{
-		{name: "response, fast", method: "POST", path: "/invocation/abc/response", wantStatus: 400, wantBody: "no invocation abc is in progress"},
-		{name: "error, fast", method: "POST", path: "/invocation/abc/error", wantStatus: 400, wantBody: "no invocation abc is in progress"},
-		{name: "escaped id, through the mux, unescaped", method: "POST", path: "/invocation/a%2Fb/response", wantStatus: 400, wantBody: "no invocation a/b is in progress"},
-		{name: "two segments", method: "POST", path: "/invocation/a/b/response", wantStatus: 404},
-		{name: "empty id", method: "POST", path: "/invocation//response", wantStatus: 307},
-		{name: "dot segment", method: "POST", path: "/invocation/./response", wantStatus: 307},
-		{name: "wrong method", method: "PUT", path: "/invocation/next", wantStatus: 405},
-		{name: "unknown", method: "GET", path: "/invocation/nope", wantStatus: 404},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			r := httptest.NewRequest(tc.method, runtimePrefix+tc.path, strings.NewReader("{}"))
-			w := httptest.NewRecorder()
-			router.ServeHTTP(w, r)
-			mw := httptest.NewRecorder()
-			mux.ServeHTTP(mw, httptest.NewRequest(tc.method, runtimePrefix+tc.path, strings.NewReader("{}")))
-			if w.Code != tc.wantStatus || mw.Code != tc.wantStatus {
-				t.Errorf("status = %d (ServeMux alone: %d), want %d", w.Code, mw.Code, tc.wantStatus)
-			}
-			if !bytes.Equal(w.Body.Bytes(), mw.Body.Bytes()) || !strings.Contains(w.Body.String(), tc.wantBody) {
-				t.Errorf("body = %q (ServeMux alone: %q), want one containing %q", w.Body, mw.Body, tc.wantBody)
-			}
-		})
 	}
 }

@@ -70,14 +70,10 @@ func (f *Function) spawn() error {
 	p := &process{f: f, n: f.seq, next: make(chan *invocation, 1)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+runtimePrefix+"/invocation/next", p.handleNext)
-	mux.HandleFunc("POST "+runtimePrefix+"/invocation/{id}/response", func(w http.ResponseWriter, r *http.Request) {
-		p.handleResponse(w, r, r.PathValue("id"))
-	})
-	mux.HandleFunc("POST "+runtimePrefix+"/invocation/{id}/error", func(w http.ResponseWriter, r *http.Request) {
-		p.handleError(w, r, r.PathValue("id"))
-	})
+	mux.HandleFunc("POST "+runtimePrefix+"/invocation/{id}/response", p.handleResponse)
+	mux.HandleFunc("POST "+runtimePrefix+"/invocation/{id}/error", p.handleError)
 	mux.HandleFunc("POST "+runtimePrefix+"/init/error", p.handleInitError)
-	p.srv = &http.Server{Handler: runtimeRouter{p: p, mux: mux}, ReadHeaderTimeout: 10 * time.Second}
+	p.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	stream := fmt.Sprintf("%s/[$LATEST]%s", time.Now().UTC().Format("2006/01/02"), randomHex(16))
 	cmd := exec.Command(f.cfg.Executable)
@@ -148,50 +144,10 @@ func (p *process) initTimedOut() {
 	p.kill()
 }
 
-// runtimeRouter sends the Runtime API's three per-invocation requests
-// straight to their handlers and everything else (init errors, wrong
-// methods, unclean or escaped paths) through mux, whose routing it agrees
-// with on the requests it takes.
-type runtimeRouter struct {
-	p   *process
-	mux *http.ServeMux
-}
-
-func (rr runtimeRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.RawPath == "" {
-		if rest, ok := strings.CutPrefix(r.URL.Path, runtimePrefix+"/invocation/"); ok {
-			switch r.Method {
-			case http.MethodGet:
-				if rest == "next" {
-					rr.p.handleNext(w, r)
-					return
-				}
-			case http.MethodPost:
-				if id, ok := strings.CutSuffix(rest, "/response"); ok && plainSegment(id) {
-					rr.p.handleResponse(w, r, id)
-					return
-				}
-				if id, ok := strings.CutSuffix(rest, "/error"); ok && plainSegment(id) {
-					rr.p.handleError(w, r, id)
-					return
-				}
-			}
-		}
-	}
-	rr.mux.ServeHTTP(w, r)
-}
-
-// plainSegment reports whether s is one path segment that ServeMux would
-// match as {id} unchanged: not empty, no '/', not a dot segment.
-func plainSegment(s string) bool {
-	return s != "" && s != "." && s != ".." && !strings.Contains(s, "/")
-}
-
 // handleNext is GET /invocation/next: it blocks until an invocation is handed
 // to this process.
 func (p *process) handleNext(w http.ResponseWriter, r *http.Request) {
 	f := p.f
-	var onInit *InitInfo
 	f.mu.Lock()
 	switch p.state {
 	case stateKilled, stateDead, stateLost:
@@ -211,9 +167,6 @@ func (p *process) handleNext(w http.ResponseWriter, r *http.Request) {
 		p.initDone = true
 		p.initTimer.Stop()
 		p.initDuration = time.Since(p.start)
-		if f.cfg.OnInit != nil {
-			onInit = &InitInfo{Function: f.cfg.Name, PID: p.pid, Duration: p.initDuration}
-		}
 	}
 	p.state = stateIdle
 	if !f.closed && len(f.queue) > 0 {
@@ -224,9 +177,6 @@ func (p *process) handleNext(w http.ResponseWriter, r *http.Request) {
 		f.idle = append(f.idle, p)
 	}
 	f.mu.Unlock()
-	if onInit != nil {
-		f.cfg.OnInit(*onInit)
-	}
 
 	select {
 	case inv := <-p.next:
@@ -268,14 +218,13 @@ func (p *process) writeInvocation(w http.ResponseWriter, inv *invocation) {
 	h.Set("Lambda-Runtime-Deadline-Ms", strconv.FormatInt(deadline.UnixMilli(), 10))
 	h.Set("Lambda-Runtime-Invoked-Function-Arn", f.arn)
 	h.Set("Lambda-Runtime-Trace-Id", traceID(inv.delivered))
-	h.Set("Content-Length", strconv.Itoa(len(inv.payload)))
 	f.logs.line("START RequestId: " + inv.id + " Version: $LATEST")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(inv.payload)
 }
 
 // handleResponse is POST /invocation/{id}/response.
-func (p *process) handleResponse(w http.ResponseWriter, r *http.Request, id string) {
+func (p *process) handleResponse(w http.ResponseWriter, r *http.Request) {
 	body, tooLarge, readErr := readLimited(r.Body, MaxPayloadBytes)
 	var res Result
 	status := http.StatusAccepted
@@ -293,13 +242,13 @@ func (p *process) handleResponse(w http.ResponseWriter, r *http.Request, id stri
 	default:
 		res.Payload = body
 	}
-	p.complete(w, id, res, status)
+	p.complete(w, r.PathValue("id"), res, status)
 }
 
 // handleError is POST /invocation/{id}/error.
-func (p *process) handleError(w http.ResponseWriter, r *http.Request, id string) {
+func (p *process) handleError(w http.ResponseWriter, r *http.Request) {
 	body, _, _ := readLimited(r.Body, MaxPayloadBytes)
-	p.complete(w, id, Result{Error: parseError(body, r.Header.Get("Lambda-Runtime-Function-Error-Type"))}, http.StatusAccepted)
+	p.complete(w, r.PathValue("id"), Result{Error: parseError(body, r.Header.Get("Lambda-Runtime-Function-Error-Type"))}, http.StatusAccepted)
 }
 
 func (p *process) complete(w http.ResponseWriter, id string, res Result, status int) {
@@ -313,33 +262,20 @@ func (p *process) complete(w http.ResponseWriter, id string, res Result, status 
 	}
 	p.cur = nil
 	p.state = stateFinishing
-	first := f.record(inv, res, nil)
+	f.finish(inv, res, nil)
 	f.mu.Unlock()
-	// Answer the runtime first, so that it asks for the next invocation
-	// while the caller is being woken, then log and wake the caller
-	// outside f.mu.
 	if status == http.StatusAccepted {
 		writeAccepted(w)
-		if fl, ok := w.(http.Flusher); ok {
-			fl.Flush() // now, not when the handler returns
-		}
-	} else {
-		writeRuntimeError(w, status, res.Error.Type, res.Error.Message)
+		return
 	}
-	if first {
-		f.wake(inv)
-	}
+	writeRuntimeError(w, status, res.Error.Type, res.Error.Message)
 }
 
-// accepted is the Runtime API's answer to a posted result.
-const accepted = `{"status":"OK"}`
-
+// writeAccepted is the Runtime API's answer to a posted result.
 func writeAccepted(w http.ResponseWriter) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(accepted)))
+	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)
-	_, _ = io.WriteString(w, accepted)
+	_, _ = io.WriteString(w, `{"status":"OK"}`)
 }
 
 // handleInitError is POST /init/error: the runtime reports that it cannot
@@ -419,71 +355,40 @@ func randomHex(n int) string {
 
 // traceID renders an X-Ray trace header with a new root, unsampled.
 func traceID(t time.Time) string {
-	var r [20]byte // 12 bytes of root, 8 of parent
-	_, _ = rand.Read(r[:])
-	b := make([]byte, 0, 64)
-	b = append(b, "Root=1-"...)
-	if sec := t.Unix(); sec >= 0 {
-		var digits [16]byte
-		x := strconv.AppendInt(digits[:0], sec, 16)
-		for i := len(x); i < 8; i++ {
-			b = append(b, '0')
-		}
-		b = append(b, x...)
-	} else {
-		b = fmt.Appendf(b, "%08x", sec)
-	}
-	b = append(b, '-')
-	b = hex.AppendEncode(b, r[:12])
-	b = append(b, ";Parent="...)
-	b = hex.AppendEncode(b, r[12:])
-	return string(append(b, ";Sampled=0"...))
+	return fmt.Sprintf("Root=1-%08x-%s;Parent=%s;Sampled=0", t.Unix(), randomHex(24), randomHex(16))
 }
 
-// lineOutput serializes whole lines onto one writer, each prefixed with
-// "[Name] ".
+// lineOutput writes whole lines onto one writer, one Write each, prefixed
+// with "[Name] ", and shows each line of the function's own output to
+// onLine first.
 type lineOutput struct {
 	mu     sync.Mutex
 	out    io.Writer
 	prefix string
+	onLine func([]byte) // nil = none
 }
 
-func (o *lineOutput) write(b []byte) {
+// write writes one line (without its newline) with the prefix.
+func (o *lineOutput) write(line []byte) {
+	b := make([]byte, 0, len(o.prefix)+len(line)+1)
+	b = append(append(append(b, o.prefix...), line...), '\n')
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	_, _ = o.out.Write(b)
 }
 
-// appendLine appends one prefixed line (line without its newline).
-func (o *lineOutput) appendLine(dst []byte, line string) []byte {
-	dst = append(dst, o.prefix...)
-	dst = append(dst, line...)
-	return append(dst, '\n')
-}
-
-// line writes every line of s (trailing newlines dropped) with the prefix,
-// in one Write.
+// line writes every line of s (trailing newlines dropped) with the prefix.
 func (o *lineOutput) line(s string) {
-	s = strings.TrimRight(s, "\n")
-	b := make([]byte, 0, len(s)+len(o.prefix)+1+strings.Count(s, "\n")*len(o.prefix))
-	for {
-		l, rest, more := strings.Cut(s, "\n")
-		b = o.appendLine(b, l)
-		if !more {
-			break
-		}
-		s = rest
+	for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		o.write([]byte(l))
 	}
-	o.write(b)
 }
 
-// lineWriter splits a process's output stream into lines and writes the
-// complete lines of each chunk, prefixed, in one Write. Used by one
+// lineWriter splits a process's output stream into lines. Used by one
 // goroutine (exec's copier) plus flush after Wait.
 type lineWriter struct {
-	out     *lineOutput
-	buf     []byte // the current partial line
-	scratch []byte // the prefixed lines of one chunk
+	out *lineOutput
+	buf []byte // the current partial line
 }
 
 // maxLine is the length at which a line without a newline is emitted
@@ -492,50 +397,34 @@ const maxLine = 64 * 1024
 
 func (w *lineWriter) Write(b []byte) (int, error) {
 	n := len(b)
-	out := w.scratch[:0]
-	for {
+	for len(b) > 0 {
 		i := bytes.IndexByte(b, '\n')
 		if i < 0 {
+			w.buf = append(w.buf, b...)
+			if len(w.buf) >= maxLine {
+				w.emit()
+			}
 			break
 		}
-		if len(w.buf) > 0 {
-			w.buf = append(w.buf, b[:i]...)
-			out = w.appendLine(out, w.buf)
-			w.buf = w.buf[:0]
-		} else {
-			out = w.appendLine(out, b[:i])
-		}
+		w.buf = append(w.buf, b[:i]...)
+		w.emit()
 		b = b[i+1:]
-	}
-	if len(b) > 0 {
-		w.buf = append(w.buf, b...)
-		if len(w.buf) >= maxLine {
-			out = w.appendLine(out, w.buf)
-			w.buf = w.buf[:0]
-		}
-	}
-	if len(out) > 0 {
-		w.out.write(out)
-	}
-	if cap(out) <= 4*maxLine { // keep a usual buffer, not a huge one
-		w.scratch = out[:0]
-	} else {
-		w.scratch = nil
 	}
 	return n, nil
 }
 
-// appendLine appends line (a carriage return before its end dropped) with
-// the prefix and a newline.
-func (w *lineWriter) appendLine(dst, line []byte) []byte {
-	dst = append(dst, w.out.prefix...)
-	dst = append(dst, bytes.TrimSuffix(line, []byte("\r"))...)
-	return append(dst, '\n')
+// emit writes the buffered line, a carriage return before its end dropped.
+func (w *lineWriter) emit() {
+	line := bytes.TrimSuffix(w.buf, []byte("\r"))
+	if w.out.onLine != nil {
+		w.out.onLine(line)
+	}
+	w.out.write(line)
+	w.buf = w.buf[:0]
 }
 
 func (w *lineWriter) flush() {
 	if len(w.buf) > 0 {
-		w.out.write(w.appendLine(nil, w.buf))
-		w.buf = w.buf[:0]
+		w.emit()
 	}
 }

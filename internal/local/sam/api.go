@@ -77,8 +77,7 @@ type GatewayResponse struct {
 	Templates map[string]string
 }
 
-// API returns the AWS::Serverless::Api with the given logical ID, or SAM's
-// implicit API when logicalID is ImplicitAPI and a function uses it.
+// API returns the AWS::Serverless::Api with the given logical ID;
 // ErrNotFound when there is no such API or its condition is false.
 func (t *Template) API(logicalID string, params map[string]string) (API, error) {
 	r, err := t.newResolver(params)
@@ -86,23 +85,19 @@ func (t *Template) API(logicalID string, params map[string]string) (API, error) 
 		return API{}, err
 	}
 	res, ok := t.Resources[logicalID]
-	switch {
-	case ok && res.Type == TypeAPI:
-		on, err := r.resourceEnabled(logicalID)
-		if err != nil {
-			return API{}, err
-		}
-		if !on {
-			return API{}, fmt.Errorf("sam: %w: %s %q is disabled by condition %q", ErrNotFound, TypeAPI, logicalID, res.Condition)
-		}
-	case !ok && r.implicit[logicalID] == TypeAPI:
-		res = Resource{Type: TypeAPI, Properties: map[string]any{"StageName": "Prod"}}
-	default:
+	if !ok || res.Type != TypeAPI {
 		return API{}, fmt.Errorf("sam: %w: no %s %q", ErrNotFound, TypeAPI, logicalID)
+	}
+	on, err := r.resourceEnabled(logicalID)
+	if err != nil {
+		return API{}, err
+	}
+	if !on {
+		return API{}, fmt.Errorf("sam: %w: %s %q is disabled by condition %q", ErrNotFound, TypeAPI, logicalID, res.Condition)
 	}
 
 	base := "Resources." + logicalID + ".Properties"
-	raw := mergeGlobals(t.Globals["Api"], res.Properties)
+	raw := mergeGlobals(t.globals["Api"], res.Properties)
 	rp, err := r.resolve(raw, base)
 	if err != nil {
 		return API{}, err

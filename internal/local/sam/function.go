@@ -19,7 +19,7 @@ type Function struct {
 	LogicalID   string
 	Handler     string
 	Runtime     string
-	CodeURI     string // CodeUri as written when it is a path; "s3://bucket/key" for the S3 form
+	CodeURI     string // CodeUri: a path, relative to the template
 	BuildMethod string // Metadata.BuildMethod, e.g. "makefile"; "" when absent
 	// Architectures, e.g. ["arm64"]; SAM's default ["x86_64"] when unset.
 	Architectures []string
@@ -39,17 +39,12 @@ type Function struct {
 type APIEvent struct {
 	Path   string
 	Method string // upper case, or "ANY"
-	// RestAPI is the logical ID of the RestApiId; "ServerlessRestApi" (SAM's
-	// implicit API) when the event names none.
+	// RestAPI is the logical ID RestApiId refers to.
 	RestAPI string
 	// Authorizer is Auth.Authorizer as written: "NONE", an authorizer name,
 	// or "" for the API's default authorizer.
 	Authorizer string
 }
-
-// ImplicitAPI is the logical ID SAM gives the API it creates for Api events
-// without RestApiId.
-const ImplicitAPI = "ServerlessRestApi"
 
 // Functions returns every AWS::Serverless::Function whose Condition (if any)
 // holds, by logical ID, resolved against params (parameter overrides; nil
@@ -81,30 +76,9 @@ func (t *Template) Functions(params map[string]string) (map[string]Function, err
 	return out, nil
 }
 
-// Function returns the AWS::Serverless::Function with the given logical ID
-// (see Functions); ErrNotFound when there is none or its condition is false.
-func (t *Template) Function(logicalID string, params map[string]string) (Function, error) {
-	res, ok := t.Resources[logicalID]
-	if !ok || res.Type != TypeFunction {
-		return Function{}, fmt.Errorf("sam: %w: no %s %q", ErrNotFound, TypeFunction, logicalID)
-	}
-	r, err := t.newResolver(params)
-	if err != nil {
-		return Function{}, err
-	}
-	on, err := r.resourceEnabled(logicalID)
-	if err != nil {
-		return Function{}, err
-	}
-	if !on {
-		return Function{}, fmt.Errorf("sam: %w: %s %q is disabled by condition %q", ErrNotFound, TypeFunction, logicalID, res.Condition)
-	}
-	return r.function(logicalID, res)
-}
-
 func (r *resolver) function(id string, res Resource) (Function, error) {
 	base := "Resources." + id + ".Properties"
-	props := mergeGlobals(r.t.Globals["Function"], res.Properties)
+	props := mergeGlobals(r.t.globals["Function"], res.Properties)
 	rp, err := r.resolve(props, base)
 	if err != nil {
 		return Function{}, err
@@ -135,16 +109,8 @@ func (r *resolver) function(id string, res Resource) (Function, error) {
 	if f.Runtime, err = str("Runtime"); err != nil {
 		return Function{}, err
 	}
-	switch cu := p["CodeUri"].(type) {
-	case nil:
-	case map[string]any:
-		bucket, _ := scalarString(cu["Bucket"])
-		key, _ := scalarString(cu["Key"])
-		f.CodeURI = "s3://" + bucket + "/" + key
-	default:
-		if f.CodeURI, err = str("CodeUri"); err != nil {
-			return Function{}, err
-		}
+	if f.CodeURI, err = str("CodeUri"); err != nil {
+		return Function{}, err
 	}
 	if res.Metadata != nil {
 		md, err := r.resolve(res.Metadata, "Resources."+id+".Metadata")
@@ -249,19 +215,19 @@ func apiEvent(event map[string]any, path string, raw map[string]any, name string
 		return APIEvent{}, fmt.Errorf("sam: %w: %s.Properties.Path %q does not start with /", ErrInvalid, path, a.Path)
 	}
 	a.Method = strings.ToUpper(a.Method)
-	a.RestAPI = ImplicitAPI
-	if _, ok := props["RestApiId"]; ok {
-		// The logical ID: taken from the unresolved Ref (the resolved value
-		// of a Ref to a resource is its logical ID anyway).
-		rawEvents, _ := raw["Events"].(map[string]any)
-		rawEvent, _ := rawEvents[name].(map[string]any)
-		rawProps, _ := rawEvent["Properties"].(map[string]any)
-		id, ok := logicalIDOf(rawProps["RestApiId"])
-		if !ok {
-			return APIEvent{}, fmt.Errorf("sam: %w: %s.Properties.RestApiId must be a Ref to an API", ErrInvalid, path)
-		}
-		a.RestAPI = id
+	if _, ok := props["RestApiId"]; !ok {
+		return APIEvent{}, fmt.Errorf("sam: %s: an Api event without RestApiId (SAM's implicit API) is %w", path, ErrUnsupported)
 	}
+	// The logical ID: taken from the unresolved Ref (the resolved value of
+	// a Ref to a resource is its logical ID anyway).
+	rawEvents, _ := raw["Events"].(map[string]any)
+	rawEvent, _ := rawEvents[name].(map[string]any)
+	rawProps, _ := rawEvent["Properties"].(map[string]any)
+	id, ok := logicalIDOf(rawProps["RestApiId"])
+	if !ok {
+		return APIEvent{}, fmt.Errorf("sam: %w: %s.Properties.RestApiId must be a Ref to an API", ErrInvalid, path)
+	}
+	a.RestAPI = id
 	if auth, ok := props["Auth"].(map[string]any); ok {
 		a.Authorizer, _ = scalarString(auth["Authorizer"])
 	}

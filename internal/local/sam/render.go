@@ -8,11 +8,11 @@ import "strings"
 // is known.
 type Lookup func(name string) (string, bool)
 
-// MappingValue evaluates one gateway-response header mapping expression as
+// mappingValue evaluates one gateway-response header mapping expression as
 // API Gateway does: a value in single quotes is a static string ("'1'" →
 // "1"); anything else names a source that lookup resolves. ok is false when
 // lookup does not know the source (API Gateway then omits the header).
-func MappingValue(expr string, lookup Lookup) (value string, ok bool) {
+func mappingValue(expr string, lookup Lookup) (value string, ok bool) {
 	if len(expr) >= 2 && expr[0] == '\'' && expr[len(expr)-1] == '\'' {
 		return expr[1 : len(expr)-1], true
 	}
@@ -27,7 +27,7 @@ func MappingValue(expr string, lookup Lookup) (value string, ok bool) {
 func (g GatewayResponse) RenderHeaders(lookup Lookup) map[string]string {
 	out := make(map[string]string, len(g.Headers))
 	for name, expr := range g.Headers {
-		if v, ok := MappingValue(expr, lookup); ok {
+		if v, ok := mappingValue(expr, lookup); ok {
 			out[name] = v
 		}
 	}

@@ -1,49 +1,25 @@
-// Package sam reads AWS SAM templates well enough to run them locally: the
-// functions with their resolved environment, the REST APIs with their routes,
-// authorizers and gateway responses.
+// Package sam reads the AWS SAM template well enough for cmd/local to run it
+// without Docker or AWS: the functions with their resolved environment, and
+// the REST API with its routes, Lambda authorizers and gateway responses.
 //
-// Parsing understands CloudFormation's YAML short tags (!Ref, !Sub, !GetAtt,
-// !If, !Equals, !Not, !And, !Or, !Condition, !Join, !Select, !Split,
-// !FindInMap, !Base64, !GetAZs, ...) and turns them into their long forms
-// ({"Ref": ...}, {"Fn::Sub": ...}), so both spellings behave the same.
+// It understands what this project's template.yaml uses, and no more:
+// Parameters (String and Number, Default, AllowedValues, NoEcho),
+// Conditions, Globals (Function, Api), and the intrinsic functions Ref,
+// Fn::Sub (both forms), Fn::GetAtt, Fn::Join, Fn::If and the condition
+// functions Fn::Equals, Fn::Not, Fn::And, Fn::Or, in long form or as YAML
+// short tags (!Ref, !Sub, ...). Pseudo parameters resolve to fixed local
+// values (AWS::Region us-east-1, AWS::AccountId 123456789012, AWS::StackName
+// local, AWS::Partition aws, AWS::URLSuffix amazonaws.com); AWS::NoValue
+// removes the enclosing property. Fn::GetAtt gives a placeholder: a
+// function's ARN for Arn, "<ID>.<Attribute>" otherwise. Any other intrinsic
+// function is an error naming it (ErrUnsupported), raised only when a value
+// that holds it is resolved.
 //
-// Resolution happens per call (Functions, API, OutputValues, Resolve) against a set
-// of parameter values, like `sam local --parameter-overrides`:
-//
-//   - Parameters take the override, else their Default; a parameter with
-//     neither is an error wrapping ErrMissingParameter that names it.
-//     Overrides are checked against AllowedValues and Type Number; an override
-//     naming no parameter is an error (a typo would otherwise pass silently).
-//     List types (CommaDelimitedList, List<...>) resolve to lists.
-//   - Pseudo parameters resolve to fixed local values: AWS::Region
-//     "us-east-1", AWS::AccountId "123456789012", AWS::StackName "local",
-//     AWS::Partition "aws", AWS::URLSuffix "amazonaws.com", AWS::StackId
-//     (an ARN built from those), AWS::NotificationARNs (empty list) and
-//     AWS::NoValue (removes the enclosing property). An override keyed by the
-//     pseudo parameter's name (e.g. "AWS::Region") replaces its value.
-//   - Ref to a resource resolves to its logical ID. Ref to resources SAM
-//     generates (ServerlessRestApi, <Function>Role) works the same way.
-//   - Fn::GetAtt resolves to a placeholder: an ARN shaped like the real one
-//     for functions ("arn:aws:lambda:us-east-1:123456789012:function:<ID>"),
-//     DynamoDB tables and IAM roles, "arn:aws:<service>:<region>:<account>:<ID>"
-//     for any other Arn attribute, and "<ID>.<Attribute>" for the rest.
-//   - Fn::ImportValue, Fn::Cidr and Fn::Transform cannot be known locally and
-//     are errors wrapping ErrUnsupported. Dynamic references such as
-//     {{resolve:secretsmanager:...}} are plain strings to this package and
-//     stay as written.
-//
-// Globals (Function, Api) are merged into AWS::Serverless::Function and
-// AWS::Serverless::Api resources the way SAM does: scalars from the resource
-// win, maps are merged key by key (resource wins), lists are concatenated
-// (Globals first), and a value that is an intrinsic function on either side is
-// taken from the resource as a whole.
-//
-// MappingValue, GatewayResponse.RenderHeaders and RenderTemplate evaluate
-// gateway responses the way API Gateway does (static '...' header values,
-// context.* sources, simple $variable substitution in body templates), for
-// emulators such as cmd/local.
-//
-// A Template is not modified after Parse and is safe for concurrent use.
+// Resolution happens per call (Functions, API, OutputValues, Resolve)
+// against parameter overrides, like `sam local --parameter-overrides`.
+// GatewayResponse.RenderHeaders and RenderTemplate evaluate gateway
+// responses as API Gateway does. A Template is not modified after Parse and
+// is safe for concurrent use.
 package sam
 
 import (
@@ -67,8 +43,8 @@ var (
 	// ErrUnresolved: an intrinsic function refers to a name the template does
 	// not define, or its arguments have the wrong shape.
 	ErrUnresolved = errors.New("cannot resolve")
-	// ErrUnsupported: an intrinsic function that cannot be evaluated locally.
-	ErrUnsupported = errors.New("unsupported intrinsic function")
+	// ErrUnsupported: a template feature cmd/local does not implement.
+	ErrUnsupported = errors.New("not supported by cmd/local")
 	// ErrNotFound: no resource of the asked-for type has the given logical ID.
 	ErrNotFound = errors.New("resource not found")
 	// ErrInvalid: the template is malformed (bad YAML, wrong property shape).
@@ -86,33 +62,27 @@ const (
 // functions unresolved in their long form ({"Ref": "X"}); use Functions,
 // API, OutputValues or Resolve for resolved values.
 type Template struct {
-	// Description is the template's Description, "" when absent.
-	Description string
 	// Transform lists the template's transforms (e.g. AWS::Serverless-2016-10-31).
 	Transform []string
 	// Parameters by name.
 	Parameters map[string]Parameter
-	// Conditions by name, unevaluated.
-	Conditions map[string]any
-	// Mappings as written: map name → top-level key → second-level key → value.
-	Mappings map[string]any
-	// Globals by section ("Function", "Api", ...): property name → value.
-	Globals map[string]map[string]any
 	// Resources by logical ID.
 	Resources map[string]Resource
 	// Outputs by logical ID.
 	Outputs map[string]Output
+
+	conditions map[string]any            // by name, unevaluated
+	globals    map[string]map[string]any // by section ("Function", "Api"): property name → value
 }
 
 // Parameter is one entry of the template's Parameters section. Default and
 // AllowedValues are kept as strings, as CloudFormation passes them.
 type Parameter struct {
-	Type          string
+	Type          string // String or Number
 	Default       string
 	HasDefault    bool // Default was present (possibly "")
 	NoEcho        bool
 	AllowedValues []string
-	Description   string
 }
 
 // Resource is one entry of the template's Resources section, as written.
@@ -125,9 +95,8 @@ type Resource struct {
 
 // Output is one entry of the template's Outputs section, as written.
 type Output struct {
-	Description string
-	Value       any
-	Condition   string
+	Value     any
+	Condition string // name of the condition gating the output; "" = always
 }
 
 // Load reads and parses the template at path.
@@ -167,21 +136,12 @@ func Parse(data []byte) (*Template, error) {
 func fromMap(root map[string]any) (*Template, error) {
 	t := &Template{
 		Parameters: map[string]Parameter{},
-		Conditions: map[string]any{},
-		Mappings:   map[string]any{},
-		Globals:    map[string]map[string]any{},
 		Resources:  map[string]Resource{},
 		Outputs:    map[string]Output{},
+		globals:    map[string]map[string]any{},
 	}
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("sam: %w: "+format, append([]any{ErrInvalid}, a...)...)
-	}
-	if d, ok := root["Description"]; ok {
-		s, ok := scalarString(d)
-		if !ok {
-			return nil, bad("Description is not a string")
-		}
-		t.Description = s
 	}
 	switch tr := root["Transform"].(type) {
 	case nil:
@@ -199,7 +159,7 @@ func fromMap(root map[string]any) (*Template, error) {
 		return nil, bad("Transform must be a string or a list")
 	}
 
-	sections := []string{"Parameters", "Conditions", "Mappings", "Globals", "Resources", "Outputs"}
+	sections := []string{"Parameters", "Conditions", "Globals", "Resources", "Outputs"}
 	m := map[string]map[string]any{}
 	for _, name := range sections {
 		v, ok := root[name]
@@ -213,13 +173,12 @@ func fromMap(root map[string]any) (*Template, error) {
 		}
 		m[name] = mm
 	}
-	t.Conditions = m["Conditions"]
-	t.Mappings = m["Mappings"]
+	t.conditions = m["Conditions"]
 
 	for name, v := range m["Parameters"] {
 		p, err := parseParameter(v)
 		if err != nil {
-			return nil, bad("Parameters.%s: %v", name, err)
+			return nil, fmt.Errorf("sam: Parameters.%s: %w", name, err)
 		}
 		t.Parameters[name] = p
 	}
@@ -228,7 +187,7 @@ func fromMap(root map[string]any) (*Template, error) {
 		if !ok {
 			return nil, bad("Globals.%s is not a mapping", name)
 		}
-		t.Globals[name] = g
+		t.globals[name] = g
 	}
 	for id, v := range m["Resources"] {
 		rm, ok := v.(map[string]any)
@@ -271,13 +230,12 @@ func fromMap(root map[string]any) (*Template, error) {
 		if _, ok := om["Value"]; !ok {
 			return nil, bad("Outputs.%s has no Value", id)
 		}
-		o.Description, _ = scalarString(om["Description"])
 		o.Condition, _ = om["Condition"].(string)
 		t.Outputs[id] = o
 	}
 	for id, r := range t.Resources {
 		if r.Condition != "" {
-			if _, ok := t.Conditions[r.Condition]; !ok {
+			if _, ok := t.conditions[r.Condition]; !ok {
 				return nil, bad("Resources.%s: unknown condition %q", id, r.Condition)
 			}
 		}
@@ -286,34 +244,24 @@ func fromMap(root map[string]any) (*Template, error) {
 }
 
 func parseParameter(v any) (Parameter, error) {
+	bad := func(what string) error { return fmt.Errorf("%w: %s", ErrInvalid, what) }
 	m, ok := v.(map[string]any)
 	if !ok {
-		return Parameter{}, errors.New("not a mapping")
+		return Parameter{}, bad("not a mapping")
 	}
 	var p Parameter
 	if p.Type, ok = m["Type"].(string); !ok || p.Type == "" {
-		return Parameter{}, errors.New("no Type")
+		return Parameter{}, bad("no Type")
+	}
+	if p.Type != "String" && p.Type != "Number" {
+		return Parameter{}, fmt.Errorf("Type %s is %w (String and Number are)", p.Type, ErrUnsupported)
 	}
 	if d, ok := m["Default"]; ok {
-		switch x := d.(type) {
-		case []any: // a list default for a list type
-			parts := make([]string, 0, len(x))
-			for _, e := range x {
-				s, ok := scalarString(e)
-				if !ok {
-					return Parameter{}, errors.New("Default list holds a non-scalar")
-				}
-				parts = append(parts, s)
-			}
-			p.Default = strings.Join(parts, ",")
-		default:
-			s, ok := scalarString(d)
-			if !ok {
-				return Parameter{}, errors.New("Default is not a scalar")
-			}
-			p.Default = s
+		s, ok := scalarString(d)
+		if !ok {
+			return Parameter{}, bad("Default is not a scalar")
 		}
-		p.HasDefault = true
+		p.Default, p.HasDefault = s, true
 	}
 	switch x := m["NoEcho"].(type) {
 	case nil:
@@ -322,22 +270,21 @@ func parseParameter(v any) (Parameter, error) {
 	case string:
 		p.NoEcho = strings.EqualFold(x, "true")
 	default:
-		return Parameter{}, errors.New("NoEcho is not a boolean")
+		return Parameter{}, bad("NoEcho is not a boolean")
 	}
 	if av, ok := m["AllowedValues"]; ok {
 		list, ok := av.([]any)
 		if !ok {
-			return Parameter{}, errors.New("AllowedValues is not a list")
+			return Parameter{}, bad("AllowedValues is not a list")
 		}
 		for _, e := range list {
 			s, ok := scalarString(e)
 			if !ok {
-				return Parameter{}, errors.New("AllowedValues holds a non-scalar")
+				return Parameter{}, bad("AllowedValues holds a non-scalar")
 			}
 			p.AllowedValues = append(p.AllowedValues, s)
 		}
 	}
-	p.Description, _ = scalarString(m["Description"])
 	return p, nil
 }
 
@@ -346,30 +293,6 @@ func parseParameter(v any) (Parameter, error) {
 // Sub). It appears in a Template's raw values; resolved values (Resolve,
 // Functions, API) carry plain strings instead.
 type Number string
-
-// shortTags maps CloudFormation's YAML short tags to their long-form keys.
-var shortTags = map[string]string{
-	"!Ref":          "Ref",
-	"!Condition":    "Condition",
-	"!Sub":          "Fn::Sub",
-	"!GetAtt":       "Fn::GetAtt",
-	"!If":           "Fn::If",
-	"!Equals":       "Fn::Equals",
-	"!Not":          "Fn::Not",
-	"!And":          "Fn::And",
-	"!Or":           "Fn::Or",
-	"!Join":         "Fn::Join",
-	"!Select":       "Fn::Select",
-	"!Split":        "Fn::Split",
-	"!FindInMap":    "Fn::FindInMap",
-	"!Base64":       "Fn::Base64",
-	"!GetAZs":       "Fn::GetAZs",
-	"!ImportValue":  "Fn::ImportValue",
-	"!Cidr":         "Fn::Cidr",
-	"!Transform":    "Fn::Transform",
-	"!Length":       "Fn::Length",
-	"!ToJsonString": "Fn::ToJsonString",
-}
 
 const maxDepth = 200
 
@@ -394,9 +317,10 @@ func convert(n *yaml.Node, depth int, budget *int) (any, error) {
 		return convert(n.Alias, depth+1, budget)
 	}
 	if strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!") {
-		key, ok := shortTags[n.Tag]
-		if !ok {
-			return nil, fmt.Errorf("%w: line %d: unknown tag %s", ErrInvalid, n.Line, n.Tag)
+		// CloudFormation's short tags: !Ref, !Condition, and !X for Fn::X.
+		key := "Fn::" + n.Tag[1:]
+		if n.Tag == "!Ref" || n.Tag == "!Condition" {
+			key = n.Tag[1:]
 		}
 		var arg any
 		if n.Kind == yaml.ScalarNode {
@@ -479,38 +403,8 @@ func scalarString(v any) (string, bool) {
 		return string(x), true
 	case bool:
 		return strconv.FormatBool(x), true
-	case int:
-		return strconv.Itoa(x), true
-	case int64:
-		return strconv.FormatInt(x, 10), true
-	case float64:
-		return strconv.FormatFloat(x, 'f', -1, 64), true
 	}
 	return "", false
-}
-
-// ResourcesOfType returns the logical IDs of the resources of type typ whose
-// Condition (if any) holds for params, sorted.
-func (t *Template) ResourcesOfType(typ string, params map[string]string) ([]string, error) {
-	r, err := t.newResolver(params)
-	if err != nil {
-		return nil, err
-	}
-	var ids []string
-	for id, res := range t.Resources {
-		if res.Type != typ {
-			continue
-		}
-		on, err := r.resourceEnabled(id)
-		if err != nil {
-			return nil, err
-		}
-		if on {
-			ids = append(ids, id)
-		}
-	}
-	sort.Strings(ids)
-	return ids, nil
 }
 
 // Resolve evaluates the intrinsic functions in v (a value taken from the

@@ -1,6 +1,7 @@
 package sam
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -28,17 +29,12 @@ const resolveTemplate = `
 Parameters:
   Stage: {Type: String, Default: prod}
   Count: {Type: Number, Default: 3}
-  Names: {Type: CommaDelimitedList, Default: "a, b,c"}
   Empty: {Type: String, Default: ""}
 Conditions:
   IsProd: !Equals [!Ref Stage, prod]
   NotProd: !Not [!Condition IsProd]
   Both: !And [!Condition IsProd, !Equals [!Ref Count, 3]]
   Either: !Or [!Condition NotProd, !Equals [!Ref Empty, ""]]
-Mappings:
-  Sizes:
-    prod: {Memory: 512}
-    dev: {Memory: 128}
 Resources:
   Fn:
     Type: AWS::Serverless::Function
@@ -60,23 +56,19 @@ func TestResolve(t *testing.T) {
 		{"ref parameter", `!Ref Stage`, nil, "prod"},
 		{"ref parameter overridden", `!Ref Stage`, map[string]string{"Stage": "dev"}, "dev"},
 		{"ref number parameter", `!Ref Count`, nil, "3"},
-		{"ref list parameter", `!Ref Names`, nil, []any{"a", "b", "c"}},
 		{"long form ref", `{Ref: Stage}`, nil, "prod"},
 		{"ref resource", `!Ref Table`, nil, "Table"},
-		{"ref implicit role", `!Ref FnRole`, nil, "FnRole"},
 		{"ref region", `!Ref AWS::Region`, nil, "us-east-1"},
 		{"ref account", `!Ref AWS::AccountId`, nil, "123456789012"},
 		{"ref stack name", `!Ref AWS::StackName`, nil, "local"},
 		{"ref partition", `!Ref AWS::Partition`, nil, "aws"},
-		{"ref region overridden", `!Ref AWS::Region`, map[string]string{"AWS::Region": "eu-west-1"}, "eu-west-1"},
 		{"getatt dotted function arn", `!GetAtt Fn.Arn`, nil, "arn:aws:lambda:us-east-1:123456789012:function:Fn"},
-		{"getatt list table arn", `!GetAtt [Table, Arn]`, nil, "arn:aws:dynamodb:us-east-1:123456789012:table/Table"},
+		{"getatt list table arn", `!GetAtt [Table, Arn]`, nil, "arn:aws:dynamodb:us-east-1:123456789012:Table"},
+		{"ref url suffix", `!Ref AWS::URLSuffix`, nil, "amazonaws.com"},
 		{"long form getatt", `{"Fn::GetAtt": [Fn, Arn]}`, nil, "arn:aws:lambda:us-east-1:123456789012:function:Fn"},
-		{"getatt role arn", `!GetAtt FnRole.Arn`, nil, "arn:aws:iam::123456789012:role/FnRole"},
 		{"getatt generic arn", `!GetAtt Queue.Arn`, nil, "arn:aws:sqs:us-east-1:123456789012:Queue"},
 		{"getatt other attribute", `!GetAtt Queue.QueueName`, nil, "Queue.QueueName"},
 		{"getatt dotted attribute", `!GetAtt Table.Endpoint.Address`, nil, "Table.Endpoint.Address"},
-		{"getatt attribute from ref", `!GetAtt [Fn, !Ref Stage]`, nil, "Fn.prod"},
 		{"sub scalar", `!Sub "https://${Table}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${Stage}/"`, nil, "https://Table.execute-api.us-east-1.amazonaws.com/prod/"},
 		{"sub getatt", `!Sub "${Fn.Arn}/invocations"`, nil, "arn:aws:lambda:us-east-1:123456789012:function:Fn/invocations"},
 		{"sub literal", `!Sub "${!Literal} and ${Stage}"`, nil, "${Literal} and prod"},
@@ -93,16 +85,6 @@ func TestResolve(t *testing.T) {
 		{"or false", `!If [Either, yes, no]`, map[string]string{"Empty": "x"}, "no"},
 		{"equals as value", `!Equals [!Ref Stage, prod]`, nil, true},
 		{"join", `!Join [",", [a, !Ref Stage, 3]]`, nil, "a,prod,3"},
-		{"join list parameter", `!Join ["|", !Ref Names]`, nil, "a|b|c"},
-		{"select", `!Select [1, !Ref Names]`, nil, "b"},
-		{"split", `!Split [",", "x,y"]`, nil, []any{"x", "y"}},
-		{"select split", `!Select [0, !Split ["/", !Ref Stage]]`, nil, "prod"},
-		{"find in map", `!FindInMap [Sizes, !Ref Stage, Memory]`, nil, "512"},
-		{"find in map default", `!FindInMap [Sizes, test, Memory, {DefaultValue: 64}]`, nil, "64"},
-		{"base64", `!Base64 hi`, nil, "aGk="},
-		{"get azs", `!GetAZs ""`, nil, []any{"us-east-1a", "us-east-1b", "us-east-1c"}},
-		{"length", `!Length [a, b]`, nil, "2"},
-		{"to json string", `!ToJsonString {a: !Ref Stage}`, nil, `{"a":"prod"}`},
 		{"nested map", `{Outer: {Inner: [!Ref Stage, {K: !Sub "${Count}"}]}}`, nil, map[string]any{"Outer": map[string]any{"Inner": []any{"prod", map[string]any{"K": "3"}}}}},
 		{"number kept as written", `1.10`, nil, "1.10"},
 		{"bool", `true`, nil, true},
@@ -155,17 +137,17 @@ Resources: {}
 		{"getatt unknown resource", tpl, `!GetAtt Nope.Arn`, nil, ErrUnresolved, `"Nope"`},
 		{"sub unknown variable", tpl, `!Sub "${Nope}"`, nil, ErrUnresolved, `"Nope"`},
 		{"sub unterminated", tpl, `!Sub "${Stage"`, nil, ErrUnresolved, "unterminated"},
-		{"sub list variable", tpl, `!Sub "${Names}"`, nil, ErrUnresolved, "not a string"},
+		{"sub variable not a string", tpl, `!Sub ["${A}", {A: [x]}]`, nil, ErrUnresolved, "expected a string"},
+		{"getatt attribute not literal", tpl, `!GetAtt [Fn, !Ref Stage]`, nil, ErrUnresolved, "literal"},
 		{"sub bad variables", tpl, `!Sub ["${A}", [x]]`, nil, ErrUnresolved, "mapping of variables"},
 		{"if unknown condition", tpl, `!If [Nope, a, b]`, nil, ErrUnresolved, `"Nope"`},
 		{"if wrong arity", tpl, `!If [IsProd, a]`, nil, ErrUnresolved, "3 arguments"},
 		{"condition cycle", cyclic, `!If [A, a, b]`, nil, ErrUnresolved, "refers to itself"},
 		{"join not a list", tpl, `!Join [",", !Ref Stage]`, nil, ErrUnresolved, "expected a list"},
-		{"select out of range", tpl, `!Select [5, !Ref Names]`, nil, ErrUnresolved, "out of range"},
-		{"select bad index", tpl, `!Select [x, !Ref Names]`, nil, ErrUnresolved, "not an integer"},
-		{"find in map missing", tpl, `!FindInMap [Sizes, test, Memory]`, nil, ErrUnresolved, "Sizes.test.Memory"},
+		{"select", tpl, `!Select [0, [a]]`, nil, ErrUnsupported, "Fn::Select is not supported by cmd/local"},
+		{"find in map, long form", tpl, `{"Fn::FindInMap": [A, b, c]}`, nil, ErrUnsupported, "Fn::FindInMap is not supported by cmd/local"},
 		{"import value", tpl, `!ImportValue Other`, nil, ErrUnsupported, "Fn::ImportValue"},
-		{"cidr", tpl, `!Cidr [10.0.0.0/16, 2, 8]`, nil, ErrUnsupported, "Fn::Cidr"},
+		{"unknown short tag", tpl, `!Frobnicate x`, nil, ErrUnsupported, "Fn::Frobnicate"},
 		{"override unknown parameter", tpl, `x`, map[string]string{"Stag": "x"}, ErrInvalidParameter, `"Stag"`},
 		{"override unknown pseudo", tpl, `x`, map[string]string{"AWS::Nope": "x"}, ErrInvalidParameter, `"AWS::Nope"`},
 		{"override not a number", tpl, `x`, map[string]string{"Count": "three"}, ErrInvalidParameter, `"Count"`},
@@ -200,7 +182,7 @@ Resources: {}
 	t.Run("parsed", func(t *testing.T) {
 		want := map[string]Parameter{
 			"Required": {Type: "String"},
-			"Mode":     {Type: "String", Default: "fallback", HasDefault: true, AllowedValues: []string{"fallback", "open", "closed"}, Description: "failure mode"},
+			"Mode":     {Type: "String", Default: "fallback", HasDefault: true, AllowedValues: []string{"fallback", "open", "closed"}},
 			"Secret":   {Type: "String", Default: "", HasDefault: true, NoEcho: true, AllowedValues: []string{"", "s3cr3t-ok"}},
 			"Port":     {Type: "Number", Default: "6379", HasDefault: true},
 		}
@@ -247,25 +229,26 @@ func TestParseErrors(t *testing.T) {
 	tests := []struct {
 		name     string
 		src      string
+		sentinel error
 		contains string
 	}{
-		{"not yaml", "Resources: [", "yaml"},
-		{"empty", "", "empty document"},
-		{"not a mapping", "- a\n- b\n", "top level"},
-		{"unknown tag", "Resources:\n  A:\n    Type: X\n    Properties: {P: !Frobnicate x}\n", "!Frobnicate"},
-		{"duplicate key", "Resources:\n  A: {Type: X}\n  A: {Type: Y}\n", `duplicate key "A"`},
-		{"getatt without dot", "Resources:\n  A:\n    Type: X\n    Properties: {P: !GetAtt Arn}\n", "LogicalId.Attribute"},
-		{"resource without type", "Resources:\n  A: {Properties: {}}\n", "Resources.A has no Type"},
-		{"parameter without type", "Parameters:\n  P: {Default: x}\nResources: {}\n", "Parameters.P"},
-		{"resources not a mapping", "Resources: [a]\n", "Resources is not a mapping"},
-		{"unknown resource condition", "Resources:\n  A: {Type: X, Condition: Nope}\n", `unknown condition "Nope"`},
-		{"alias bomb", aliasBomb(8), "expands to more than"},
+		{"not yaml", "Resources: [", ErrInvalid, "yaml"},
+		{"empty", "", ErrInvalid, "empty document"},
+		{"not a mapping", "- a\n- b\n", ErrInvalid, "top level"},
+		{"duplicate key", "Resources:\n  A: {Type: X}\n  A: {Type: Y}\n", ErrInvalid, `duplicate key "A"`},
+		{"getatt without dot", "Resources:\n  A:\n    Type: X\n    Properties: {P: !GetAtt Arn}\n", ErrInvalid, "LogicalId.Attribute"},
+		{"resource without type", "Resources:\n  A: {Properties: {}}\n", ErrInvalid, "Resources.A has no Type"},
+		{"parameter without type", "Parameters:\n  P: {Default: x}\nResources: {}\n", ErrInvalid, "Parameters.P"},
+		{"list parameter", "Parameters:\n  P: {Type: CommaDelimitedList}\nResources: {}\n", ErrUnsupported, "Parameters.P: Type CommaDelimitedList is not supported by cmd/local"},
+		{"resources not a mapping", "Resources: [a]\n", ErrInvalid, "Resources is not a mapping"},
+		{"unknown resource condition", "Resources:\n  A: {Type: X, Condition: Nope}\n", ErrInvalid, `unknown condition "Nope"`},
+		{"alias bomb", aliasBomb(8), ErrInvalid, "expands to more than"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.src))
-			if !errors.Is(err, ErrInvalid) {
-				t.Fatalf("Parse error = %v, want ErrInvalid", err)
+			if !errors.Is(err, tc.sentinel) {
+				t.Fatalf("Parse error = %v, want %v", err, tc.sentinel)
 			}
 			if !strings.Contains(err.Error(), tc.contains) {
 				t.Errorf("error %q does not mention %q", err, tc.contains)
@@ -286,9 +269,6 @@ func TestLoad(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"AWS::Serverless-2016-10-31"}, tpl.Transform); diff != "" {
 		t.Errorf("Transform mismatch (-want +got):\n%s", diff)
-	}
-	if tpl.Description != "d" {
-		t.Errorf("Description = %q, want %q", tpl.Description, "d")
 	}
 
 	_, err = Load(filepath.Join(dir, "missing.yaml"))
@@ -349,9 +329,6 @@ Resources:
         Open:
           Type: Api
           Properties: {RestApiId: !Ref Api, Path: /open, Method: post, Auth: {Authorizer: NONE}}
-        Implicit:
-          Type: Api
-          Properties: {Path: /implicit, Method: any}
         Queue:
           Type: SQS
           Properties: {Queue: arn}
@@ -359,7 +336,7 @@ Resources:
     Type: AWS::Serverless::Function
     Properties:
       Runtime: go1.x
-      CodeUri: {Bucket: b, Key: k.zip}
+      CodeUri: second
       Architectures: !If [Extra, [x86_64], [arm64, x86_64]]
   Optional:
     Type: AWS::Serverless::Function
@@ -376,13 +353,12 @@ func TestFunctions(t *testing.T) {
 		Architectures: []string{"arm64"}, Timeout: 500 * time.Millisecond, MemorySize: 256,
 		Environment: map[string]string{"LOG_LEVEL": "info", "SHARED": "own", "NUMBER": "1.10", "TABLE": "Table", "EMPTY": "", "FLAG": "true"},
 		Events: map[string]APIEvent{
-			"Get":      {Path: "/items", Method: "GET", RestAPI: "Api"},
-			"Open":     {Path: "/open", Method: "POST", RestAPI: "Api", Authorizer: "NONE"},
-			"Implicit": {Path: "/implicit", Method: "ANY", RestAPI: ImplicitAPI},
+			"Get":  {Path: "/items", Method: "GET", RestAPI: "Api"},
+			"Open": {Path: "/open", Method: "POST", RestAPI: "Api", Authorizer: "NONE"},
 		},
 	}
 	second := Function{
-		LogicalID: "Second", Handler: "bootstrap", Runtime: "go1.x", CodeURI: "s3://b/k.zip",
+		LogicalID: "Second", Handler: "bootstrap", Runtime: "go1.x", CodeURI: "second",
 		// Globals lists come first; an intrinsic on the function's side replaces the global value whole.
 		Architectures: []string{"arm64", "x86_64"}, Timeout: 5 * time.Second, MemorySize: DefaultMemorySize,
 		Environment: map[string]string{"LOG_LEVEL": "debug", "SHARED": "global", "NUMBER": "1.10"},
@@ -421,31 +397,6 @@ func TestFunctions(t *testing.T) {
 		})
 	}
 
-	t.Run("one function", func(t *testing.T) {
-		got, err := tpl.Function("First", nil)
-		if err != nil {
-			t.Fatalf("Function: %v", err)
-		}
-		if diff := cmp.Diff(first, got); diff != "" {
-			t.Errorf("Function mismatch (-want +got):\n%s", diff)
-		}
-	})
-	for _, id := range []string{"Nope", "Table", "Plain", "Optional"} {
-		t.Run("not found "+id, func(t *testing.T) {
-			if _, err := tpl.Function(id, nil); !errors.Is(err, ErrNotFound) {
-				t.Errorf("Function(%q) error = %v, want ErrNotFound", id, err)
-			}
-		})
-	}
-	t.Run("resources of type", func(t *testing.T) {
-		got, err := tpl.ResourcesOfType(TypeFunction, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff([]string{"First", "Second"}, got); diff != "" {
-			t.Errorf("ResourcesOfType mismatch (-want +got):\n%s", diff)
-		}
-	})
 }
 
 func withLevel(f Function, level string) Function {
@@ -472,6 +423,8 @@ func TestFunctionErrors(t *testing.T) {
 		{"api event without path", `{Events: {E: {Type: Api, Properties: {Method: get}}}}`, "Path and Method"},
 		{"api event relative path", `{Events: {E: {Type: Api, Properties: {Path: x, Method: get}}}}`, "does not start with /"},
 		{"api event bad rest api", `{Events: {E: {Type: Api, Properties: {Path: /x, Method: get, RestApiId: [x]}}}}`, "RestApiId"},
+		{"api event on the implicit api", `{Events: {E: {Type: Api, Properties: {Path: /x, Method: get}}}}`, "without RestApiId (SAM's implicit API) is not supported by cmd/local"},
+		{"code in s3", `{CodeUri: {Bucket: b, Key: k}}`, "CodeUri is a mapping, not a string"},
 		{"unresolvable ref", `{Handler: !Ref Nope}`, `"Nope"`},
 	}
 	for _, tc := range tests {
@@ -541,7 +494,6 @@ Resources:
         B: {Type: Api, Properties: {RestApiId: !Ref Api, Path: /b, Method: post}}
         A: {Type: Api, Properties: {RestApiId: !Ref Api, Path: /a, Method: get, Auth: {Authorizer: NONE}}}
         C: {Type: Api, Properties: {RestApiId: !Ref Api, Path: /b, Method: get, Auth: {Authorizer: Tok}}}
-        Other: {Type: Api, Properties: {Path: /implicit, Method: get}}
 `
 
 func TestAPI(t *testing.T) {
@@ -585,19 +537,6 @@ func TestAPI(t *testing.T) {
 			got.Authorizers["Req"].HasIdentitySources(), got.Authorizers["WithSources"].HasIdentitySources())
 	}
 
-	t.Run("implicit api", func(t *testing.T) {
-		got, err := tpl.API(ImplicitAPI, nil)
-		if err != nil {
-			t.Fatalf("API: %v", err)
-		}
-		want := []Route{{Method: "GET", Path: "/implicit", FunctionLogicalID: "Fn"}}
-		if diff := cmp.Diff(want, got.Routes); diff != "" {
-			t.Errorf("Routes mismatch (-want +got):\n%s", diff)
-		}
-		if got.StageName != "Prod" {
-			t.Errorf("StageName = %q, want Prod", got.StageName)
-		}
-	})
 	for _, id := range []string{"Nope", "Fn"} {
 		t.Run("not found "+id, func(t *testing.T) {
 			if _, err := tpl.API(id, nil); !errors.Is(err, ErrNotFound) {
@@ -663,9 +602,6 @@ Outputs:
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("OutputValues mismatch (-want +got):\n%s", diff)
-	}
-	if tpl.Outputs["Arn"].Description != "the function" {
-		t.Errorf("Description = %q", tpl.Outputs["Arn"].Description)
 	}
 }
 
@@ -734,8 +670,8 @@ func TestRender(t *testing.T) {
 	if diff := cmp.Diff(want, g.RenderHeaders(lookup)); diff != "" {
 		t.Errorf("RenderHeaders mismatch (-want +got):\n%s", diff)
 	}
-	if v, ok := MappingValue("context.authorizer.tier", nil); ok || v != "" {
-		t.Errorf("MappingValue with nil lookup = %q, %v; want \"\", false", v, ok)
+	if v, ok := mappingValue("context.authorizer.tier", nil); ok || v != "" {
+		t.Errorf("mappingValue with nil lookup = %q, %v; want \"\", false", v, ok)
 	}
 }
 
@@ -779,4 +715,100 @@ func aliasBomb(levels int) string {
 	}
 	b.WriteString("Resources: {}\n")
 	return b.String()
+}
+
+// monitoringTemplate is shaped like the monitoring resources of
+// template.yaml: a dashboard whose body is built with Fn::Sub, an alarm
+// whose actions exist only when a topic is given (Fn::If, AWS::NoValue),
+// and stage throttling from Number parameters.
+const monitoringTemplate = `
+Parameters:
+  AlarmTopicArn: {Type: String, Default: ""}
+  ThrottlingRateLimit: {Type: Number, Default: 100}
+Conditions:
+  HasAlarmTopic: !Not [!Equals [!Ref AlarmTopicArn, ""]]
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties: {Handler: bootstrap}
+  Api:
+    Type: AWS::Serverless::Api
+    Properties:
+      StageName: v1
+      MethodSettings:
+        - {ResourcePath: "/*", HttpMethod: "*", ThrottlingRateLimit: !Ref ThrottlingRateLimit}
+  Dashboard:
+    Type: AWS::CloudWatch::Dashboard
+    Properties:
+      DashboardName: !Sub "${AWS::StackName}-rate-limits"
+      DashboardBody: !Sub |
+        {"widgets": [{"type": "metric", "properties": {"region": "${AWS::Region}", "title": "${Fn} in ${AWS::Partition}",
+          "metrics": [["Bucketgate", "Denied", "Route", "POST /predict"]]}}]}
+  Alarm:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      AlarmName: !Join ["-", [!Ref "AWS::StackName", fallback]]
+      AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
+      Dimensions: [{Name: FunctionName, Value: !Ref Fn}]
+`
+
+func TestMonitoringResources(t *testing.T) {
+	tpl := mustParse(t, monitoringTemplate)
+	t.Run("dashboard body is JSON with local values", func(t *testing.T) {
+		got, err := tpl.Resolve(tpl.Resources["Dashboard"].Properties, nil)
+		if err != nil {
+			t.Fatalf("Resolve: %v", err)
+		}
+		p := got.(map[string]any)
+		if p["DashboardName"] != "local-rate-limits" {
+			t.Errorf("DashboardName = %v", p["DashboardName"])
+		}
+		var body struct {
+			Widgets []struct {
+				Properties struct {
+					Region, Title string
+				}
+			}
+		}
+		if err := json.Unmarshal([]byte(p["DashboardBody"].(string)), &body); err != nil {
+			t.Fatalf("DashboardBody is not JSON: %v", err)
+		}
+		if len(body.Widgets) != 1 || body.Widgets[0].Properties.Region != "us-east-1" || body.Widgets[0].Properties.Title != "Fn in aws" {
+			t.Errorf("DashboardBody = %+v", body)
+		}
+	})
+	tests := []struct {
+		name   string
+		params map[string]string
+		want   map[string]any
+	}{
+		{name: "no topic: no alarm actions", want: map[string]any{
+			"AlarmName":  "local-fallback",
+			"Dimensions": []any{map[string]any{"Name": "FunctionName", "Value": "Fn"}},
+		}},
+		{name: "topic", params: map[string]string{"AlarmTopicArn": "arn:aws:sns:us-east-1:123456789012:alarms"}, want: map[string]any{
+			"AlarmName":    "local-fallback",
+			"AlarmActions": []any{"arn:aws:sns:us-east-1:123456789012:alarms"},
+			"Dimensions":   []any{map[string]any{"Name": "FunctionName", "Value": "Fn"}},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tpl.Resolve(tpl.Resources["Alarm"].Properties, tc.params)
+			if err != nil {
+				t.Fatalf("Resolve: %v", err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("alarm (-want +got):\n%s", diff)
+			}
+		})
+	}
+	t.Run("the API still resolves", func(t *testing.T) {
+		if _, err := tpl.API("Api", map[string]string{"ThrottlingRateLimit": "50"}); err != nil {
+			t.Errorf("API: %v", err)
+		}
+		if _, err := tpl.API("Api", map[string]string{"ThrottlingRateLimit": "many"}); !errors.Is(err, ErrInvalidParameter) {
+			t.Errorf("API with a non-number: %v, want ErrInvalidParameter", err)
+		}
+	})
 }

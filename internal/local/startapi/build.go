@@ -22,9 +22,9 @@ import (
 // ErrBuild: building a function failed; the error carries the build output.
 var ErrBuild = errors.New("build failed")
 
-// DefaultBuildDir is where builds go when no directory is given: a
+// defaultBuildDir is where builds go when no directory is given: a
 // directory per template under the user's cache directory.
-func DefaultBuildDir(templatePath string) (string, error) {
+func defaultBuildDir(templatePath string) (string, error) {
 	abs, err := filepath.Abs(templatePath)
 	if err != nil {
 		return "", err
@@ -69,7 +69,6 @@ func Build(ctx context.Context, templateDir string, fns []sam.Function, dir stri
 		}()
 	}
 	wg.Wait()
-	lw.sync()
 	close(results)
 	out := map[string]string{}
 	var errs []error

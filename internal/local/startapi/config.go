@@ -24,18 +24,18 @@ func LoadEnvVars(path string) (EnvVars, error) {
 	if err != nil {
 		return nil, fmt.Errorf("env-vars: %w", err)
 	}
-	ev, err := ParseEnvVars(data)
+	ev, err := parseEnvVars(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return ev, nil
 }
 
-// ParseEnvVars parses SAM's env-vars JSON: an object whose values are
+// parseEnvVars parses SAM's env-vars JSON: an object whose values are
 // objects of variable name → value. Values may be strings, numbers or
 // booleans (numbers keep their JSON text); null means "". Errors wrap
 // ErrBadEnvVars and name the offending key.
-func ParseEnvVars(data []byte) (EnvVars, error) {
+func parseEnvVars(data []byte) (EnvVars, error) {
 	var top map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&top); err != nil {

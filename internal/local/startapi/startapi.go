@@ -11,7 +11,7 @@
 //     function's own), resolved against the parameter overrides;
 //  2. --env-vars (EnvVars): "Parameters" for every function, then the
 //     function's own section. As with SAM, only variables the template
-//     declares are overridden; the others are reported in App.Warnings;
+//     declares are overridden; the others are logged as warnings;
 //  3. when a function declares UPSTASH_REDIS_REST_URL and it is empty after
 //     1 and 2, an embedded Upstash-compatible endpoint
 //     (internal/upstashlocal over an in-process store) is started on a free
@@ -26,6 +26,10 @@
 // Nothing else of the host's environment reaches the functions. Their
 // working directory is their CodeUri directory (relative paths in variables,
 // such as API_KEYS_FILE=events/demo-keys.json, resolve against it).
+//
+// App.Handler also answers /_local/ itself, before routing: the metrics
+// aggregated from the functions' EMF lines and a live dashboard
+// (internal/local/startapi/dashboard).
 package startapi
 
 import (
@@ -48,13 +52,14 @@ import (
 	"github.com/bucketgate/bucketgate/internal/local/apigw"
 	"github.com/bucketgate/bucketgate/internal/local/lambdaemu"
 	"github.com/bucketgate/bucketgate/internal/local/sam"
+	"github.com/bucketgate/bucketgate/internal/local/startapi/dashboard"
 	"github.com/bucketgate/bucketgate/internal/local/upstashlocal"
 )
 
 // Variables startapi treats specially.
 const (
-	EnvUpstashURL   = "UPSTASH_REDIS_REST_URL"
-	EnvUpstashToken = "UPSTASH_REDIS_REST_TOKEN"
+	envUpstashURL   = "UPSTASH_REDIS_REST_URL"
+	envUpstashToken = "UPSTASH_REDIS_REST_TOKEN"
 )
 
 // passthrough are host variables handed to every function when set.
@@ -64,8 +69,7 @@ var passthrough = []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SE
 var (
 	// ErrUnknownFunction: no AWS::Serverless::Function with that logical ID.
 	ErrUnknownFunction = errors.New("unknown function")
-	// ErrNoAPI: the template's functions use no REST API, or several and
-	// Options.API does not choose one.
+	// ErrNoAPI: the template's functions use no REST API, or several.
 	ErrNoAPI = errors.New("no API to serve")
 )
 
@@ -77,10 +81,8 @@ type Options struct {
 	EnvVars EnvVars
 	// Parameters are the --parameter-overrides; nil = the defaults.
 	Parameters map[string]string
-	// API is the logical ID of the API to serve; "" = the one API the
-	// template's functions use.
-	API string
-	// BuildDir receives the builds; "" = DefaultBuildDir(Template).
+	// BuildDir receives the builds; "" = a directory per template under
+	// the user's cache directory.
 	BuildDir string
 	// Prebuilt maps logical IDs to executables to run instead of building
 	// (tests build once and start many Apps).
@@ -99,28 +101,26 @@ type Options struct {
 	// Getenv reads the host environment for the pass-through variables;
 	// nil = os.Getenv.
 	Getenv func(string) string
-	// OnInit is called after each process's cold start (see lambdaemu).
-	OnInit func(lambdaemu.InitInfo)
 }
 
 // App is a running template: its functions, and for StartAPI the gateway.
 // Close releases everything.
 type App struct {
-	// Template is the parsed template.
-	Template *sam.Template
 	// API is the served API; zero for StartFunction.
 	API sam.API
-	// Gateway serves API; nil for StartFunction.
+	// Gateway serves API; nil for StartFunction. Handler serves it too,
+	// with /_local/ in front.
 	Gateway *apigw.Gateway
 	// Functions by logical ID: the ones the API uses, or the one invoked.
 	Functions map[string]*lambdaemu.Function
-	// Env is the environment each function runs with (before Lambda's
+
+	template *sam.Template
+	// env is the environment each function runs with (before Lambda's
 	// reserved variables). It holds the embedded Upstash token: never log
 	// it.
-	Env map[string]map[string]string
-	// Warnings about the configuration (ignored env-vars entries).
-	Warnings []string
-
+	env      map[string]map[string]string
+	warnings []string           // about the configuration (ignored env-vars entries)
+	metrics  *dashboard.Metrics // the functions' EMF lines; nil for StartFunction
 	log      *slog.Logger
 	out      *lockedWriter // everything written to Options.Logs goes through it
 	upstash  *embeddedUpstash
@@ -138,15 +138,16 @@ func StartAPI(ctx context.Context, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	apiID, err := chooseAPI(fns, opts.API)
+	apiID, err := chooseAPI(fns)
 	if err != nil {
 		return nil, err
 	}
-	api, err := a.Template.API(apiID, opts.Parameters)
+	api, err := a.template.API(apiID, opts.Parameters)
 	if err != nil {
 		return nil, fmt.Errorf("template %s: %w", opts.Template, err)
 	}
 	a.API = api
+	a.metrics = dashboard.New(time.Now())
 	needed := map[string]bool{}
 	for _, r := range api.Routes {
 		needed[r.FunctionLogicalID] = true
@@ -173,6 +174,20 @@ func StartAPI(ctx context.Context, opts Options) (*App, error) {
 	}
 	a.Gateway = g
 	return a, nil
+}
+
+// Handler serves the API (Gateway) and, before routing, start-api's own
+// paths: /_local/metrics and the /_local/ dashboard. It is what cmd/local
+// start-api serves; use it on an App from StartAPI only.
+func (a *App) Handler() http.Handler {
+	local := a.metrics.Handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == strings.TrimSuffix(dashboard.Prefix, "/") || strings.HasPrefix(r.URL.Path, dashboard.Prefix) {
+			local.ServeHTTP(w, r)
+			return
+		}
+		a.Gateway.ServeHTTP(w, r)
+	})
 }
 
 // StartFunction prepares one function for direct invocation (cmd/local
@@ -217,22 +232,16 @@ func load(opts Options) (*App, map[string]sam.Function, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(out, nil))
 	}
-	return &App{Template: t, Functions: map[string]*lambdaemu.Function{}, log: log, out: out}, fns, nil
+	return &App{template: t, Functions: map[string]*lambdaemu.Function{}, log: log, out: out}, fns, nil
 }
 
-// chooseAPI picks the API to serve among those the functions' events use.
-func chooseAPI(fns map[string]sam.Function, want string) (string, error) {
+// chooseAPI picks the one API the functions' events use.
+func chooseAPI(fns map[string]sam.Function) (string, error) {
 	used := map[string]bool{}
 	for _, f := range fns {
 		for _, e := range f.Events {
 			used[e.RestAPI] = true
 		}
-	}
-	if want != "" {
-		if !used[want] {
-			return "", fmt.Errorf("%w: no function has an Api event on %q", ErrNoAPI, want)
-		}
-		return want, nil
 	}
 	ids := make([]string, 0, len(used))
 	for id := range used {
@@ -245,7 +254,7 @@ func chooseAPI(fns map[string]sam.Function, want string) (string, error) {
 	case 1:
 		return ids[0], nil
 	}
-	return "", fmt.Errorf("%w: functions use several APIs (%s); choose one", ErrNoAPI, strings.Join(ids, ", "))
+	return "", fmt.Errorf("%w: functions use several APIs (%s); cmd/local serves one", ErrNoAPI, strings.Join(ids, ", "))
 }
 
 func (a *App) startFunctions(ctx context.Context, opts Options, fns map[string]sam.Function, needed map[string]bool) (err error) {
@@ -269,7 +278,7 @@ func (a *App) startFunctions(ctx context.Context, opts Options, fns map[string]s
 		declared[id] = f.Environment
 	}
 	envs, warnings := applyEnvVars(declared, opts.EnvVars)
-	a.Warnings = warnings
+	a.warnings = warnings
 	for _, w := range warnings {
 		a.log.Warn(w)
 	}
@@ -295,7 +304,7 @@ func (a *App) startFunctions(ctx context.Context, opts Options, fns map[string]s
 	if len(toBuild) > 0 {
 		dir := opts.BuildDir
 		if dir == "" {
-			if dir, err = DefaultBuildDir(opts.Template); err != nil {
+			if dir, err = defaultBuildDir(opts.Template); err != nil {
 				return err
 			}
 		}
@@ -310,14 +319,14 @@ func (a *App) startFunctions(ctx context.Context, opts Options, fns map[string]s
 		a.log.Info("built functions for this machine", "functions", strings.Join(ids, ","), "dir", dir, "ms", time.Since(start).Milliseconds())
 	}
 
-	a.Env = map[string]map[string]string{}
+	a.env = map[string]map[string]string{}
 	needUpstash := false
 	for _, id := range ids {
 		env := envs[id]
-		if v, declares := env[EnvUpstashURL]; declares && v == "" {
+		if v, declares := env[envUpstashURL]; declares && v == "" {
 			needUpstash = true
 		}
-		a.Env[id] = env
+		a.env[id] = env
 	}
 	if needUpstash {
 		up, err := startEmbeddedUpstash(a.log)
@@ -327,29 +336,33 @@ func (a *App) startFunctions(ctx context.Context, opts Options, fns map[string]s
 		a.upstash = up
 		a.log.Info("started an embedded Upstash-compatible endpoint (set UPSTASH_REDIS_REST_URL to use another)", "url", up.url)
 		for _, id := range ids {
-			if v, declares := a.Env[id][EnvUpstashURL]; declares && v == "" {
-				a.Env[id][EnvUpstashURL] = up.url
-				a.Env[id][EnvUpstashToken] = up.token
+			if v, declares := a.env[id][envUpstashURL]; declares && v == "" {
+				a.env[id][envUpstashURL] = up.url
+				a.env[id][envUpstashToken] = up.token
 			}
 		}
 	}
 	for _, id := range ids {
 		for _, k := range passthrough {
-			if _, set := a.Env[id][k]; !set {
+			if _, set := a.env[id][k]; !set {
 				if v := getenv(k); v != "" {
-					a.Env[id][k] = v
+					a.env[id][k] = v
 				}
 			}
 		}
 	}
 
+	var onLine func([]byte)
+	if m := a.metrics; m != nil {
+		onLine = func(line []byte) { m.Observe(time.Now(), line) }
+	}
 	for _, id := range ids {
 		f := fns[id]
 		fn, err := lambdaemu.New(lambdaemu.Config{
 			Name:       id,
 			Executable: exes[id],
 			Dir:        codeDir(templateDir, f),
-			Env:        a.Env[id],
+			Env:        a.env[id],
 			Handler:    f.Handler,
 			Timeout:    f.Timeout,
 			MemoryMB:   f.MemorySize,
@@ -357,7 +370,7 @@ func (a *App) startFunctions(ctx context.Context, opts Options, fns map[string]s
 			Region:     sam.LocalRegion,
 			AccountID:  sam.LocalAccountID,
 			Logs:       lw,
-			OnInit:     opts.OnInit,
+			OnLine:     onLine,
 		})
 		if err != nil {
 			return err
@@ -414,7 +427,6 @@ func (a *App) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	a.out.sync() // the functions' last output, written by a Write still in progress
 	a.closeErr = errors.Join(errs...)
 	return a.closeErr
 }
@@ -454,31 +466,13 @@ func (u *embeddedUpstash) close() error {
 	return errors.Join(err, u.srv.Close())
 }
 
-// lockedWriter serializes writes to w and, when they come fast, batches
-// them: a Write arriving less than batchWindow after the last write to w
-// is appended to a buffer that is written at most batchWindow later (or at
-// once when it reaches batchBytes). Under load the log lines of many
-// requests (the gateway's, the functions' output, START/END/REPORT: six per
-// request through the authorizer) then cost one syscall per window instead
-// of one each, while a lone line still goes straight through. Order is
-// preserved; sync writes what is buffered. Errors writing a batch are not
-// reported to the Writes in it (log output is best effort).
+// lockedWriter serializes writes to w: the functions' output, the builds'
+// and the emulator's log records share one output, one whole line (or
+// record) per Write, written straight through.
 type lockedWriter struct {
-	mu    sync.Mutex
-	w     io.Writer
-	now   func() time.Time
-	delay time.Duration // from the first waiting line to the timer's write
-	buf   []byte        // waiting for the timer
-	last  time.Time     // when w was last written
-	timer *time.Timer   // flushes buf; armed while buf is not empty
+	mu sync.Mutex
+	w  io.Writer
 }
-
-// batchWindow bounds how late a buffered line reaches w; batchBytes bounds
-// the buffer.
-const (
-	batchWindow = time.Millisecond
-	batchBytes  = 64 << 10
-)
 
 func newLockedWriter(w io.Writer) *lockedWriter {
 	if lw, ok := w.(*lockedWriter); ok {
@@ -487,57 +481,18 @@ func newLockedWriter(w io.Writer) *lockedWriter {
 	if w == nil {
 		w = io.Discard
 	}
-	return &lockedWriter{w: w, now: time.Now, delay: batchWindow}
+	return &lockedWriter{w: w}
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := l.now()
-	if len(l.buf) == 0 && now.Sub(l.last) >= batchWindow {
-		l.last = now
-		return l.w.Write(p)
-	}
-	if len(l.buf) == 0 {
-		if l.timer == nil {
-			l.timer = time.AfterFunc(l.delay, l.sync)
-		} else {
-			l.timer.Reset(l.delay)
-		}
-	}
-	l.buf = append(l.buf, p...)
-	if len(l.buf) >= batchBytes {
-		l.flushLocked(now)
-	}
-	return len(p), nil
+	return l.w.Write(p)
 }
 
-// sync writes what is buffered.
-func (l *lockedWriter) sync() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.flushLocked(l.now())
-}
-
-// flushLocked writes the buffer; l.mu is held.
-func (l *lockedWriter) flushLocked(now time.Time) {
-	if len(l.buf) == 0 {
-		return
-	}
-	l.timer.Stop()
-	_, _ = l.w.Write(l.buf)
-	l.last = now
-	if cap(l.buf) > 4*batchBytes {
-		l.buf = nil
-	} else {
-		l.buf = l.buf[:0]
-	}
-}
-
+// lines writes every line of s with the prefix.
 func (l *lockedWriter) lines(prefix, s string) {
-	var b strings.Builder
 	for _, line := range strings.Split(s, "\n") {
-		b.WriteString(prefix + line + "\n")
+		_, _ = l.Write([]byte(prefix + line + "\n"))
 	}
-	_, _ = l.Write([]byte(b.String()))
 }

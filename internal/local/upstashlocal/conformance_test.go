@@ -38,7 +38,7 @@ func TestConformance(t *testing.T) {
 	}
 
 	t.Run("redis", func(t *testing.T) {
-		env := upstashtest.Start(t)
+		env := upstashtest.StartRedis(t)
 		runConformance(t, node, script, env.URL, env.Token, "redis")
 	})
 	t.Run("embedded", func(t *testing.T) {

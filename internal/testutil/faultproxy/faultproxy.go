@@ -1,7 +1,9 @@
 // Package faultproxy is an HTTP reverse proxy for tests that injects faults
 // between a client and a real server: it forwards requests untouched, or
 // hangs, delays, answers a chosen status, sends a garbage or truncated body,
-// or resets the connection. The fault is switched at run time (Set) and every
+// resets the connection, or lets the server act on a request and then holds
+// its reply back (the reply that never arrives: the server did the work, the
+// client timed out). The fault is switched at run time (Set) and every
 // request is counted, by the fault it met.
 //
 // It is meant to sit in front of internal/upstashlocal (the Upstash REST
@@ -23,6 +25,7 @@ package faultproxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -62,13 +65,19 @@ const (
 	// ModeReset closes the client's connection with a TCP reset (SO_LINGER
 	// 0) without answering.
 	ModeReset
+	// ModeLateReply forwards the request at once and lets the target answer
+	// it in full, even if the client gives up meanwhile, then holds the
+	// reply for Fault.Delay before sending it — or, with a zero Delay, until
+	// the client gives up or the proxy is closed (the reply is dropped). The
+	// target has acted on the request either way.
+	ModeLateReply
 	numModes
 )
 
-var modeNames = [numModes]string{"pass", "hang", "slow", "status", "garbage", "truncate", "reset"}
+var modeNames = [numModes]string{"pass", "hang", "slow", "status", "garbage", "truncate", "reset", "late-reply"}
 
 // String returns the mode's name: pass, hang, slow, status, garbage,
-// truncate or reset.
+// truncate, reset or late-reply.
 func (m Mode) String() string {
 	if m < 0 || m >= numModes {
 		return "Mode(" + strconv.Itoa(int(m)) + ")"
@@ -77,12 +86,14 @@ func (m Mode) String() string {
 }
 
 // Fault is what the proxy does to each request. Build one with Pass, Hang,
-// Slow, Status, StatusBody, Garbage, Truncate or Reset. The zero value is
+// Slow, Status, StatusBody, Garbage, Truncate, Reset, DropReply or
+// DelayReply. The zero value is
 // Pass(). A Fault is a small value; copy it freely.
 type Fault struct {
 	// Mode is the kind of fault.
 	Mode Mode
-	// Delay is ModeSlow's wait before forwarding.
+	// Delay is ModeSlow's wait before forwarding, and ModeLateReply's
+	// before replying (0: never, the reply is dropped).
 	Delay time.Duration
 	// Status is ModeStatus's HTTP status code.
 	Status int
@@ -91,13 +102,19 @@ type Fault struct {
 	Body []byte
 }
 
-// String describes f, e.g. "slow(2s)" or "status(500)".
+// String describes f, e.g. "slow(2s)", "status(500)", "drop-reply" or
+// "delay-reply(1s)".
 func (f Fault) String() string {
 	switch f.Mode {
 	case ModeSlow:
 		return fmt.Sprintf("slow(%s)", f.Delay)
 	case ModeStatus:
 		return fmt.Sprintf("status(%d)", f.Status)
+	case ModeLateReply:
+		if f.Delay <= 0 {
+			return "drop-reply"
+		}
+		return fmt.Sprintf("delay-reply(%s)", f.Delay)
 	}
 	return f.Mode.String()
 }
@@ -142,6 +159,15 @@ func Truncate() Fault { return Fault{Mode: ModeTruncate} }
 // Reset resets the connection without answering.
 func Reset() Fault { return Fault{Mode: ModeReset} }
 
+// DropReply forwards each request and lets the target answer it, but never
+// passes the reply on: the client waits until it gives up. A client with a
+// timeout sees a timeout for a request the target carried out.
+func DropReply() Fault { return Fault{Mode: ModeLateReply} }
+
+// DelayReply forwards each request at once and passes the target's reply on
+// d later (d <= 0 is DropReply).
+func DelayReply(d time.Duration) Fault { return Fault{Mode: ModeLateReply, Delay: max(d, 0)} }
+
 // Proxy is the fault-injecting reverse proxy, an http.Handler. Serve it with
 // an HTTP/1.1 server (Start does). Set, Fault and the counters are safe to
 // call concurrently with requests in flight; a new fault applies to requests
@@ -153,11 +179,13 @@ type Proxy struct {
 
 	mu    sync.Mutex
 	fault Fault
+	late  [][]byte // bodies of the replies ModeLateReply held back
 
 	done      chan struct{} // closed by Close: releases hung and slow requests
 	closeOnce sync.Once
 
 	requests atomic.Uint64
+	answered atomic.Uint64
 	byMode   [numModes]atomic.Uint64
 }
 
@@ -186,6 +214,10 @@ func New(target string) (*Proxy, error) {
 			pr.Out.Host = pr.In.Host // keep the Host the client signed
 		},
 		Transport: p.transport,
+		ModifyResponse: func(*http.Response) error {
+			p.answered.Add(1)
+			return nil
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			// The target is down (or the client went away): answer as a
 			// gateway would, without logging to the test's stderr.
@@ -214,6 +246,24 @@ func (p *Proxy) Fault() Fault {
 // Requests returns the number of requests the proxy has received.
 func (p *Proxy) Requests() uint64 { return p.requests.Load() }
 
+// LateReplies returns the bodies of the replies that ModeLateReply held
+// back, in the order the target sent them, whether or not they were passed
+// on later: what the target said to requests whose client saw a timeout.
+func (p *Proxy) LateReplies() [][]byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([][]byte, len(p.late))
+	copy(out, p.late)
+	return out
+}
+
+// Answered returns the number of forwarded requests the target has answered
+// (its reply's status line and headers reached the proxy), whether or not
+// the reply was then passed on. For a server that acts before it replies,
+// as the Upstash REST API does, an answered request is one that took
+// effect.
+func (p *Proxy) Answered() uint64 { return p.answered.Load() }
+
 // Count returns the number of requests that met mode m.
 func (p *Proxy) Count(m Mode) uint64 {
 	if m < 0 || m >= numModes {
@@ -222,7 +272,8 @@ func (p *Proxy) Count(m Mode) uint64 {
 	return p.byMode[m].Load()
 }
 
-// Close releases requests held by Hang and Slow (they end without a reply)
+// Close releases requests held by Hang, Slow and LateReply (they end
+// without a reply)
 // and closes idle connections to the target. The Proxy forwards no request
 // afterwards (they get 503). It is safe to call more than once.
 func (p *Proxy) Close() {
@@ -269,6 +320,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.truncate(w, r)
 	case ModeReset:
 		reset(w)
+	case ModeLateReply:
+		p.lateReply(w, r, f.Delay)
 	default:
 		p.rp.ServeHTTP(w, r)
 	}
@@ -313,6 +366,32 @@ func (p *Proxy) truncate(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(buf, "Content-Length: %d\r\nConnection: close\r\n\r\n", declared)
 	_, _ = buf.Write(body[:len(body)/2])
 	_ = buf.Flush()
+}
+
+// lateReply forwards r, detached from the client's cancellation so that the
+// target always gets it and answers in full, then holds the reply for delay
+// (0: until the client gives up or the proxy closes) and sends it if the
+// client is still there.
+func (p *Proxy) lateReply(w http.ResponseWriter, r *http.Request, delay time.Duration) {
+	rec := httptest.NewRecorder()
+	p.rp.ServeHTTP(rec, r.WithContext(context.WithoutCancel(r.Context())))
+	p.mu.Lock()
+	p.late = append(p.late, bytes.Clone(rec.Body.Bytes()))
+	p.mu.Unlock()
+	var ready <-chan time.Time
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		ready = t.C
+	}
+	if !p.wait(r.Context(), ready) {
+		return // the reply is dropped
+	}
+	for name, vs := range rec.Header() {
+		w.Header()[name] = vs
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(rec.Body.Bytes())
 }
 
 // reset closes the client's connection with an RST.

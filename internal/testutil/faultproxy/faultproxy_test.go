@@ -93,6 +93,9 @@ func TestFaults(t *testing.T) {
 		{"garbage", faultproxy.Garbage(), 5 * time.Second, outcome{Status: 200, Body: string(faultproxy.DefaultGarbage)}},
 		{"truncate", faultproxy.Truncate(), 5 * time.Second, outcome{Status: 200, Body: `{"result":"/`, Target: true, Err: "truncated"}},
 		{"reset", faultproxy.Reset(), 5 * time.Second, outcome{Err: "reset"}},
+		{"drop reply", faultproxy.DropReply(), 100 * time.Millisecond, outcome{Err: "timeout"}},
+		{"reply delayed past the client's timeout", faultproxy.DelayReply(time.Minute), 100 * time.Millisecond, outcome{Err: "timeout"}},
+		{"reply delayed less than the client waits", faultproxy.DelayReply(time.Millisecond), 5 * time.Second, outcome{Status: 200, Body: `{"result":"/pipeline x"}`, Target: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -169,6 +172,55 @@ func TestCloseReleasesHungRequests(t *testing.T) {
 	}
 }
 
+// A dropped reply is one the target produced: the request reaches the
+// target and is carried out in full even when the client has given up
+// before the target answers, and Answered counts it.
+func TestDropReplyTargetActs(t *testing.T) {
+	var mu sync.Mutex
+	var done []string
+	release := make(chan struct{})
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release // answer only once the client has given up
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		done = append(done, string(body))
+		mu.Unlock()
+		_, _ = io.WriteString(w, `{"result":"OK"}`)
+	}))
+	t.Cleanup(target.Close)
+	px := faultproxy.Start(t, target.URL)
+	px.Set(faultproxy.DropReply())
+	if got := call(t, px.URL, 100*time.Millisecond); got.Err != "timeout" {
+		t.Fatalf("client: %+v, want a timeout", got)
+	}
+	if n := px.Answered(); n != 0 {
+		t.Errorf("Answered() = %d before the target answered, want 0", n)
+	}
+	close(release)
+	// Wait for the target to finish (a generous deadline guards a hang;
+	// nothing is timed).
+	for deadline := time.Now().Add(10 * time.Second); len(px.LateReplies()) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the target never answered the request whose client gave up")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := px.Answered(); n != 1 {
+		t.Errorf("Answered() = %d, want 1", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff([]string{"x"}, done); diff != "" {
+		t.Errorf("requests the target carried out (-want +got):\n%s", diff)
+	}
+	if got := px.Count(faultproxy.ModeLateReply); got != 1 {
+		t.Errorf("Count(late-reply) = %d, want 1", got)
+	}
+	if diff := cmp.Diff([][]byte{[]byte(`{"result":"OK"}`)}, px.LateReplies()); diff != "" {
+		t.Errorf("LateReplies() (-want +got):\n%s", diff)
+	}
+}
+
 func TestTargetDown(t *testing.T) {
 	target := httptest.NewServer(http.NotFoundHandler())
 	url := target.URL
@@ -199,6 +251,9 @@ func TestFaultString(t *testing.T) {
 		{"slow", faultproxy.Slow(2 * time.Second), "slow(2s)"},
 		{"status", faultproxy.Status(401), "status(401)"},
 		{"reset", faultproxy.Reset(), "reset"},
+		{"drop reply", faultproxy.DropReply(), "drop-reply"},
+		{"delay reply", faultproxy.DelayReply(time.Second), "delay-reply(1s)"},
+		{"negative delay is a drop", faultproxy.DelayReply(-time.Second), "drop-reply"},
 		{"unknown", faultproxy.Fault{Mode: 42}, "Mode(42)"},
 	}
 	for _, tt := range tests {

@@ -5,6 +5,7 @@
 //	{"action":"echo","value":X}      -> X
 //	{"action":"env","names":[...]}   -> {"env": {name: value}}
 //	{"action":"deadline"}            -> {"remainingMs": <ms until the context deadline>}
+//	{"action":"context"}             -> {"functionArn": ..., "requestId": ...} from the Lambda context
 //	{"action":"error","message":M}   -> errors.New(M)
 //	{"action":"panic"}               -> panics (the runtime reports it and exits)
 //	{"action":"crash","code":N}      -> os.Exit(N) mid-invocation
@@ -27,6 +28,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdacontext"
 )
 
 type event struct {
@@ -57,6 +59,12 @@ func handle(ctx context.Context, e event) (any, error) {
 			return nil, errors.New("no deadline")
 		}
 		return map[string]int64{"remainingMs": time.Until(d).Milliseconds()}, nil
+	case "context":
+		lc, ok := lambdacontext.FromContext(ctx)
+		if !ok {
+			return nil, errors.New("no Lambda context")
+		}
+		return map[string]string{"functionArn": lc.InvokedFunctionArn, "requestId": lc.AwsRequestID}, nil
 	case "error":
 		return nil, errors.New(e.Message)
 	case "panic":
@@ -64,6 +72,7 @@ func handle(ctx context.Context, e event) (any, error) {
 	case "crash":
 		os.Exit(e.Code)
 	case "sleep":
+		fmt.Println("sleeping") // tests wait for this line: the invocation is running
 		select {
 		case <-time.After(time.Duration(e.MS) * time.Millisecond):
 		case <-ctx.Done():

@@ -2,7 +2,8 @@
 // proxy event with what it saw, and PINGs Upstash when configured.
 // With the event {"fail": "message"} (direct invoke) it returns that error;
 // the path /guarded/crash makes it exit mid-invocation and /guarded/sleep
-// makes it sleep 5 s (past its 1 s timeout).
+// makes it sleep 5 s (past its 1 s timeout); an authorizer context with
+// forbidden=true makes it answer 403, as the predict function does.
 package main
 
 import (
@@ -33,6 +34,8 @@ func handle(ctx context.Context, e event) (events.APIGatewayProxyResponse, error
 		os.Exit(2)
 	case e.Path == "/guarded/sleep":
 		time.Sleep(5 * time.Second)
+	case e.RequestContext.Authorizer["forbidden"] == "true":
+		return events.APIGatewayProxyResponse{StatusCode: 403, Headers: map[string]string{"Content-Type": "application/json"}, Body: `{"message":"Forbidden"}`}, nil
 	}
 	out := map[string]any{
 		"path":           e.Path,

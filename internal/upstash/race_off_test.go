@@ -1,5 +1,0 @@
-//go:build !race
-
-package upstash
-
-const raceEnabled = false
