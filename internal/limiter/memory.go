@@ -28,8 +28,10 @@ const DefaultMaxKeys = 100_000
 // whichever store holds it. It is the per-container fallback: its limits
 // hold per container, quotas included.
 //
-// Safe for concurrent use. Allow takes no allocation for a bucket it already
-// holds, and starts no goroutine: full buckets are swept lazily inside calls.
+// Safe for concurrent use. A decision takes no allocation (a new bucket
+// only the table's amortised growth) and starts no goroutine: full buckets
+// are swept lazily inside calls. A bucket's key string is kept as given, as
+// a Go map keeps its keys.
 type MemoryStore struct {
 	t   *table
 	now func() time.Time
@@ -191,17 +193,17 @@ func (m *MemoryStore) String() string {
 	return fmt.Sprintf("memory store (%d shards, up to %d keys)", len(m.t.shards), m.t.perShard*len(m.t.shards))
 }
 
-// ProcessNow returns the current time, like time.Now, at about half the
-// cost: it reads only the monotonic clock, and adds what has elapsed on it
-// since an anchor, a pairing of both clocks (time.Now) taken at most
-// anchorEvery earlier. time.Now reads both clocks every time.
+// ProcessNow returns the current time, as time.Now does, with one read of
+// the monotonic clock where time.Now reads the wall clock too (on Linux,
+// two vDSO calls): it adds the monotonic time elapsed since an anchor, a
+// pairing of both clocks by time.Now taken at most anchorEvery earlier.
 //
-// Between two anchors the result follows the monotonic clock, so it never
-// goes backwards there, and a step of the wall clock (which NTP's slewing
-// is not: both clocks follow that) shows up at the next anchor, at most
-// anchorEvery later; a re-anchoring may move the result by that step,
-// backwards too. The result carries no monotonic reading, except when it is
-// an anchor. Safe for concurrent use; it does not allocate.
+// Between anchors the result follows the monotonic clock. NTP slews both
+// clocks alike; a step of the wall clock, or a pause that the monotonic
+// clock does not count, shows up at the next anchor, at most anchorEvery
+// later, and may then move the result (backwards too, which the bucket
+// arithmetic tolerates). The result carries no monotonic reading. Safe for
+// concurrent use; it does not allocate.
 func ProcessNow() time.Time { return time.Unix(0, processClock.nowNs()) }
 
 // anchorEvery bounds how long ProcessNow follows the monotonic clock alone.

@@ -103,11 +103,6 @@ func home(h uint64, mask int) int { return int(h>>32) & mask }
 // unlockShards.
 func (t *table) lockShards(refs []ref) ([MaxBuckets]int, int) {
 	var u [MaxBuckets]int
-	if len(refs) == 1 { // the common case
-		u[0] = refs[0].shard
-		t.shards[u[0]].mu.Lock()
-		return u, 1
-	}
 	n := 0
 	for _, r := range refs {
 		// insertion into the sorted, distinct prefix u[:n]
@@ -172,6 +167,10 @@ func (t *table) insertLocked(r ref, key string, e entry, now int64) {
 	if 2*(len(sh.slots)+1) > len(sh.index) { // keep the load at most 1/2
 		sh.grow()
 	}
+	// The key string is kept as given, as a Go map keeps its keys: callers
+	// build keys of their own (a slice of a larger buffer would pin it).
+	// A copy would cost a comparison of bytes on every lookup by the same
+	// string, where equal pointers now settle it.
 	sh.slots = append(sh.slots, slot{key: key, hash: r.hash, entry: e})
 	sh.place(r.hash, int32(len(sh.slots)))
 }
