@@ -60,6 +60,25 @@ func BenchmarkMemoryStore(b *testing.B) {
 	})
 }
 
+// BenchmarkClock compares the clock reads a decision can make:
+// time.Now (wall and monotonic clocks) and ProcessNow (monotonic only).
+func BenchmarkClock(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		now  func() time.Time
+	}{{"time.Now", time.Now}, {"ProcessNow", ProcessNow}} {
+		b.Run(c.name, func(b *testing.B) {
+			var sum int64
+			for range b.N {
+				sum += c.now().UnixMilli()
+			}
+			clockSink = sum
+		})
+	}
+}
+
+var clockSink int64
+
 // BenchmarkMemoryStoreBytesPerKey reports the heap an idle bucket costs
 // with 1M buckets, key string included. It measures once per process,
 // whatever b.N; its ns/op means nothing.
