@@ -46,7 +46,8 @@ func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
 	return m, nil
 }
 
-// AllowNow is Allow at the store's clock (MemoryConfig.Now).
+// AllowNow is Allow at the store's clock: MemoryConfig.Now, by default
+// ProcessNow (one read of the monotonic clock).
 func (m *MemoryStore) AllowNow(req Request) (r Result, err error) {
 	err = m.allowNowTo(&r, req)
 	return r, err
