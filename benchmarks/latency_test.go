@@ -136,7 +136,7 @@ func latencyProbes(t testing.TB, up *upstashtest.Env) []probe {
 				t.Fatalf("limiter decision %d: %+v, %v", i, r, err)
 			}
 		}},
-		{"authorizer decision, allowed (new caller each time: EVALSHA, MGET, SET)", func(i int) {
+		{"authorizer decision, allowed (new caller each time: EVALSHA, SET … GET)", func(i int) {
 			if d := decide(t, allowed, anonymousEvent(ipOf(3, i))); !d.allowed || d.source != "upstash" {
 				t.Fatalf("decision %d: %+v, want allowed by upstash", i, d)
 			}
