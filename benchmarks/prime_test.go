@@ -149,8 +149,9 @@ type primeRow struct {
 // up (https), each with a proxy of its own; process r's callers are
 // ipOf(block+r, base+i).
 func measurePrime(t testing.TB, exe, caFile string, up *upstashtest.Env, c primeCondition, block, base int) primeRow {
+	certDir := "" // Go's default: it also reads /etc/ssl/certs and /etc/pki/tls/certs
 	if c.oneRoot {
-		caFile = up.CAFile
+		caFile, certDir = up.CAFile, t.TempDir() // an empty directory: no system roots at all
 	}
 	t.Helper()
 	row := primeRow{cond: c, sources: map[string]int{}}
@@ -171,6 +172,9 @@ func measurePrime(t testing.TB, exe, caFile string, up *upstashtest.Env, c prime
 		env := map[string]string{
 			"UPSTASH_REDIS_REST_URL": url, "UPSTASH_REDIS_REST_TOKEN": up.Token, "SSL_CERT_FILE": caFile,
 			"API_KEYS_TABLE": "bucketgate-keys", "LOG_LEVEL": "info",
+		}
+		if certDir != "" {
+			env["SSL_CERT_DIR"] = certDir
 		}
 		p := runColdProcess(t, exe, env, primeDecisions, func(i int) string { return ipOf(block+r, base+i) })
 		row.init = append(row.init, p.init)
@@ -263,16 +267,17 @@ func benchPrime(t *testing.T) {
 	rep.line("Fresh processes of the authorizer binary (`make build-AuthorizerFunction` for the host) through the Runtime API")
 	rep.line("emulation (internal/local/lambdaemu), production wiring (API_KEYS_TABLE; anonymous callers need no key lookup),")
 	rep.line("one process of each condition per round, %d rounds. Upstash: upstashlocal over HTTPS (self-signed certificate, HTTP/2)", runs)
-	rep.line("over redis-server; the process trusts it through SSL_CERT_FILE = the system's CA bundle plus that certificate (so it")
-	rep.line("loads as many roots as in Lambda). Between them a proxy of its own per process holding each direction's bytes for")
+	rep.line("over redis-server; the process trusts it through SSL_CERT_FILE = the system's CA bundle plus that certificate (Go")
+	rep.line("also reads the default certificate directories, as in Lambda). Between them a proxy of its own per process holding each direction's bytes for")
 	rep.line("half the added round trip, and the first bytes of each connection one round trip more (the TCP handshake). \"no")
 	rep.line("Prime\": the proxy refuses the first connection, so Prime fails at init (its warning is logged) and the first")
 	rep.line("decision opens the connection. Each process decides %d anonymous callers, one after another; first = the first", primeDecisions)
 	rep.line("decision, steady = the median of decisions %d–%d of the same process. Duration: the emulator's, from handing the", primeSteadyAt+1, primeDecisions)
 	rep.line("invocation to the process to its response; decision: the handler's own DecisionLatency (EMF line). Medians over")
 	rep.line("processes; init = process start to its first GET /next (Go runtime, package init, main: clients built, Prime).")
-	rep.line("UpstashLatency: the limiter's Upstash call alone (EMF line). \"1 root\": SSL_CERT_FILE holds the test certificate only,")
-	rep.line("so that the process does not parse the system's roots (what loading them costs is the difference to the row above).")
+	rep.line("UpstashLatency: the limiter's Upstash call alone (EMF line). \"1 root\": SSL_CERT_FILE holds the test certificate only")
+	rep.line("and SSL_CERT_DIR names an empty directory, so that the process parses no system roots (what loading them costs is")
+	rep.line("the difference to the rows above).")
 	rep.line("")
 	var table [][]string
 	for _, r := range rows {

@@ -82,7 +82,9 @@ func noteLines(note string) []string {
 	for _, para := range strings.Split(note, "\n") {
 		line := ""
 		for _, w := range strings.Fields(para) {
-			if line != "" && textWidth(line+" "+w, 12.5) > width-48 {
+			// Muted small text averages narrower than textWidth's
+			// estimate; 0.47 em per character measured on the figures.
+			if line != "" && float64(len([]rune(line+" "+w)))*12.5*0.47 > width-48 {
 				out = append(out, line)
 				line = w
 				continue
