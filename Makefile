@@ -4,7 +4,7 @@
 #                live dashboard at http://127.0.0.1:3000/_local/)
 #   make test    the whole suite; installs redis-server, chromium and the npm test tools when missing
 #   make build   linux/arm64 bootstrap binaries for both functions (bin/<function>/bootstrap)
-#   make bench   benchmarks (numbers go to docs/BENCHMARKS.md)
+#   make bench   benchmarks (numbers for docs/BENCHMARKS.md, charts into docs/bench/)
 #
 # `sam build` calls build-AuthorizerFunction / build-PredictFunction with
 # ARTIFACTS_DIR set (BuildMethod: makefile); cmd/local calls the same targets
@@ -56,16 +56,23 @@ test: test-deps
 run:
 	$(GO) run ./cmd/local start-api --port 3000 --demo-keys tmp/local-keys.json
 
-# Every figure of docs/BENCHMARKS.md (a few minutes on 2 cores): Upstash cost
-# per decision against @upstash/ratelimit, decision latency, memory store at
-# 1M keys, end to end through cmd/local, cold start and binary sizes; then the
-# micro-benchmarks of the client, the memory store against its peers (bench/
-# is a separate module so peers stay out of go.mod) and the functions.
+# Every figure of docs/BENCHMARKS.md (about 10 minutes on 2 cores): Upstash
+# cost per decision by traffic mix and policy against @upstash/ratelimit,
+# denials, decision latency (loopback, +1 ms, +5 ms), the first decision of a
+# cold container over TLS, the global limit, the EMF line's cost, decision-
+# path throughput, the memory store at 1M keys, cold start and binary sizes;
+# then the charts (docs/bench/*.svg and the data they show, from this run) and
+# the micro-benchmarks of the client, the limiter, the memory store against
+# its peers (bench/ is a separate module so peers stay out of go.mod) and
+# predict.
 bench: test-deps
 	@mkdir -p bin
 	BUCKETGATE_INTEGRATION=1 BUCKETGATE_BENCH=1 BUCKETGATE_BENCH_OUT=$(CURDIR)/bin/bench-results.md \
-		$(GO) test -count=1 -timeout 20m -run '^TestBench$$' -v ./benchmarks/
-	BUCKETGATE_INTEGRATION=1 $(GO) test -run '^$$' -bench RoundTrip -benchmem -benchtime 0.5s ./internal/upstash/
+		BUCKETGATE_BENCH_CHARTS=$(CURDIR)/bin/bench-charts.json \
+		$(GO) test -count=1 -timeout 30m -run '^TestBench$$' -v ./benchmarks/
+	$(GO) run ./benchmarks/charts/render -in bin/bench-charts.json -out docs/bench
+	cp bin/bench-charts.json docs/bench/results.json
+	BUCKETGATE_INTEGRATION=1 $(GO) test -run '^$$' -bench 'RoundTrip' -benchmem -benchtime 0.5s ./internal/upstash/
 	BUCKETGATE_INTEGRATION=1 $(GO) test -run '^$$' -bench . -benchmem -benchtime 0.5s ./internal/limiter/ ./internal/predict/
 	cd bench && $(GO) test -run '^$$' -bench . -benchmem
 

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/bucketgate/bucketgate/benchmarks/charts"
 	"github.com/bucketgate/bucketgate/internal/apikey"
 	"github.com/bucketgate/bucketgate/internal/authctx"
 	"github.com/bucketgate/bucketgate/internal/authorizer"
@@ -32,6 +33,9 @@ const (
 	envBench = "BUCKETGATE_BENCH"
 	// envBenchOut names a file the Markdown tables are written to.
 	envBenchOut = "BUCKETGATE_BENCH_OUT"
+	// envBenchCharts names a file the chart data is written to (JSON, for
+	// benchmarks/charts/render).
+	envBenchCharts = "BUCKETGATE_BENCH_CHARTS"
 )
 
 // upstashPricePer100K is Upstash Redis pay-as-you-go's price, in dollars
@@ -294,11 +298,12 @@ type meter struct {
 	env      *upstashtest.Env
 	requests uint64
 	stats    commandStats
+	at       time.Time // when the meter started
 }
 
 func startMeter(t testing.TB, env *upstashtest.Env) *meter {
 	t.Helper()
-	m := &meter{env: env}
+	m := &meter{env: env, at: time.Now()}
 	m.stats = readCommandStats(t, env.Redis)
 	m.requests = env.Server.Requests()
 	return m
@@ -322,16 +327,15 @@ const (
 )
 
 // newAuthorizer builds the authorizer exactly as functions/authorizer does
-// (authorizer.LoadSettings + authorizer.Build), with env on top of
-// UPSTASH_* pointing at up. Logs (JSON, level info, one line per decision)
-// and EMF metrics are formatted and discarded, as the real cost of a
-// decision includes them.
+// (authorizer.LoadSettings + authorizer.Build, which primes the Upstash
+// connection), with env on top of UPSTASH_* pointing at up. Logs (JSON,
+// level info, one line per decision) and EMF metrics are formatted and
+// discarded, as the real cost of a decision includes them.
 func newAuthorizer(t testing.TB, up *upstashtest.Env, env map[string]string) *authorizer.Handler {
 	t.Helper()
 	vars := map[string]string{
 		"UPSTASH_REDIS_REST_URL":   up.URL,
 		"UPSTASH_REDIS_REST_TOKEN": up.Token,
-		"API_KEYS_FILE":            filepath.Join(t.TempDir(), "keys.json"),
 		// The smoke tests assert where decisions come from (upstash,
 		// cache); a loaded machine must not turn a slow healthy call into a
 		// fallback. Measurements are unaffected: a call that timed out
@@ -341,11 +345,22 @@ func newAuthorizer(t testing.TB, up *upstashtest.Env, env map[string]string) *au
 	for k, v := range env {
 		vars[k] = v
 	}
+	return buildAuthorizer(t, vars, io.Discard, io.Discard)
+}
+
+// buildAuthorizer is newAuthorizer with every variable given (an API key
+// file in a temporary directory unless vars names a key store), logs to
+// logs and EMF lines to metrics (nil: none).
+func buildAuthorizer(t testing.TB, vars map[string]string, logs, metrics io.Writer) *authorizer.Handler {
+	t.Helper()
+	if vars["API_KEYS_FILE"] == "" && vars["API_KEYS_TABLE"] == "" {
+		vars["API_KEYS_FILE"] = filepath.Join(t.TempDir(), "keys.json")
+	}
 	s, err := authorizer.LoadSettings(func(k string) string { return vars[k] })
 	if err != nil {
 		t.Fatalf("authorizer settings: %v", err)
 	}
-	h, err := authorizer.Build(context.Background(), s, authorizer.NewLogger(io.Discard, s.LogLevel), io.Discard)
+	h, err := authorizer.Build(context.Background(), s, authorizer.NewLogger(logs, s.LogLevel), metrics)
 	if err != nil {
 		t.Fatalf("authorizer: %v", err)
 	}
@@ -415,8 +430,9 @@ type peerRun struct {
 	Reasons   map[string]int `json:"reasons"`
 	LatencyUs []int64        `json:"latencyUs"`
 
-	requests uint64       // Upstash requests of the measured calls
-	commands commandStats // billable Redis commands of the measured calls
+	requests uint64        // Upstash requests of the measured calls
+	commands commandStats  // billable Redis commands of the measured calls
+	elapsed  time.Duration // from "go" to the result
 }
 
 func (p peerRun) latencies() latencies {
@@ -442,6 +458,22 @@ func needPeer(t testing.TB) string {
 		t.Skipf("%s is missing (npm ci in tools/node)", mod)
 	}
 	return filepath.Join(root, "tools", "node", "ratelimit-peer.mjs")
+}
+
+// runPeerPlan runs the peer driver on a traffic plan: the calls steps
+// lists, each decided by one of containers Ratelimit instances (see
+// tools/node/ratelimit-peer.mjs). Caller i is the identifier "caller-i".
+func runPeerPlan(t testing.TB, up *upstashtest.Env, steps []step, containers int, args ...string) peerRun {
+	t.Helper()
+	var b strings.Builder
+	for _, s := range steps {
+		fmt.Fprintf(&b, "%d %d\n", s.caller, s.container)
+	}
+	plan := filepath.Join(t.TempDir(), "plan.txt")
+	if err := os.WriteFile(plan, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return runPeer(t, up, append([]string{"--plan", plan, "--containers", strconv.Itoa(containers)}, args...)...)
 }
 
 // runPeer runs the peer driver against up with args and meters the
@@ -497,6 +529,7 @@ func runPeer(t testing.TB, up *upstashtest.Env, args ...string) peerRun {
 		fail("result is not JSON: %v", err)
 	}
 	run.requests, run.commands = m.stop(t)
+	run.elapsed = time.Since(m.at)
 	if err := cmd.Wait(); err != nil {
 		fail("exit: %v", err)
 	}
@@ -504,6 +537,73 @@ func runPeer(t testing.TB, up *upstashtest.Env, args ...string) peerRun {
 		t.Fatalf("peer: inconsistent result: %d calls, %d allowed, %d denied, %d samples", run.Calls, run.Allowed, run.Denied, len(run.LatencyUs))
 	}
 	return run
+}
+
+// --- charts -------------------------------------------------------------
+
+// chartList collects the charts of a TestBench run; TestBench writes them
+// to BUCKETGATE_BENCH_CHARTS at the end.
+var chartList struct {
+	sync.Mutex
+	charts []charts.Chart
+}
+
+// addChart records c for this run, replacing a chart of the same file.
+func addChart(t testing.TB, c charts.Chart) {
+	t.Helper()
+	if err := c.Validate(); err != nil {
+		t.Errorf("chart: %v", err)
+		return
+	}
+	chartList.Lock()
+	defer chartList.Unlock()
+	for i, old := range chartList.charts {
+		if old.File == c.File {
+			chartList.charts[i] = c
+			return
+		}
+	}
+	chartList.charts = append(chartList.charts, c)
+}
+
+// writeCharts writes the charts collected so far to path as JSON.
+func writeCharts(t testing.TB, path string) {
+	t.Helper()
+	chartList.Lock()
+	defer chartList.Unlock()
+	if len(chartList.charts) == 0 {
+		return
+	}
+	data, err := json.MarshalIndent(chartList.charts, "", " ")
+	if err != nil {
+		t.Fatalf("charts: %v", err)
+	}
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		t.Errorf("%s: %v", envBenchCharts, err)
+	}
+}
+
+// cdfPoints samples l's distribution for a chart: (µs, quantile) at every
+// percentile and at 99.5% and 99.9% when there are samples enough.
+func cdfPoints(l latencies) [][2]float64 {
+	qs := make([]float64, 0, 102)
+	for p := 1; p <= 99; p++ {
+		qs = append(qs, float64(p)/100)
+	}
+	if len(l) >= 400 {
+		qs = append(qs, 0.995)
+	}
+	if len(l) >= 2000 {
+		qs = append(qs, 0.999)
+	}
+	s := slices.Clone(l)
+	slices.Sort(s)
+	out := make([][2]float64, 0, len(qs))
+	for _, q := range qs {
+		i := min(max(int(math.Ceil(q*float64(len(s))))-1, 0), len(s)-1)
+		out = append(out, [2]float64{max(float64(s[i].Nanoseconds())/1e3, 0.1), q})
+	}
+	return out
 }
 
 // execCommand is exec.CommandContext (one name for the harness's helpers).
