@@ -22,6 +22,7 @@ import (
 	"github.com/bucketgate/bucketgate/internal/testutil/syncbuf"
 
 	"github.com/bucketgate/bucketgate/internal/apikey"
+	"github.com/bucketgate/bucketgate/internal/limiter"
 	"github.com/bucketgate/bucketgate/internal/local/startapi"
 	"github.com/bucketgate/bucketgate/internal/testutil/redistest"
 	"github.com/bucketgate/bucketgate/internal/testutil/upstashtest"
@@ -46,6 +47,7 @@ const (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	fnbuild.Cleanup()
+	cleanupLimits()
 	os.Exit(code)
 }
 
@@ -60,10 +62,14 @@ func functions(t testing.TB) map[string]string {
 type stack struct {
 	t       testing.TB
 	base    string
-	keys    map[string]string // tier -> plaintext key
+	keys    map[string]string // tier (or a named key's name) -> plaintext key
+	ids     map[string]string // the same names -> key IDs
 	revoked string            // a revoked key
 	redis   *redistest.Server
 	upstash *upstashtest.Env
+	app     *startapi.App
+	logs    *syncbuf.Buffer // the functions' and the gateway's output
+	keyFile string
 }
 
 // start runs template.yaml against a fresh redis-server with a key file
@@ -75,51 +81,66 @@ func start(t *testing.T) *stack {
 
 func startWith(t testing.TB, limits string) *stack {
 	t.Helper()
+	return launch(t, options{env: map[string]string{"TIER_LIMITS": limits}})
+}
+
+// options says how launch differs from start's stack.
+type options struct {
+	// env overrides or adds --env-vars "Parameters" (TIER_LIMITS defaults
+	// to tierLimits).
+	env map[string]string
+	// keys are extra keys in the key file, by name (s.keys[name]).
+	keys []keySpec
+	// keyFile and upstash, when set, reuse another stack's key file and
+	// Upstash endpoint (a new deployment of the same system).
+	keyFile string
+	upstash *upstashtest.Env
+	// maxProcs caps the processes per function; 0 = start-api's default (4).
+	maxProcs int
+}
+
+// keySpec is an extra key: its tier, own limit (canonical LIMIT text, ""
+// for the tier's) and expiry (zero: never).
+type keySpec struct {
+	name, tier, limit string
+	expires           time.Time
+}
+
+// launch starts a stack as opts says: template.yaml through start-api with
+// the real functions, a key file with one key per tier, a revoked key and
+// opts.keys, on a fresh redis-server behind an Upstash-compatible endpoint.
+func launch(t testing.TB, opts options) *stack {
+	t.Helper()
 	exes := functions(t)
-	up := upstashtest.Start(t)
-
+	up := opts.upstash
+	if up == nil {
+		up = upstashtest.Start(t)
+	}
 	ctx := context.Background()
-	keyFile := filepath.Join(t.TempDir(), "keys.json")
-	store, err := apikey.NewFileStore(apikey.FileConfig{Path: keyFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &stack{t: t, keys: map[string]string{}, redis: up.Redis, upstash: up}
-	for _, tier := range []string{"authenticated", "premium", "revoked"} {
-		keyTier := tier
-		if tier == "revoked" {
-			keyTier = "premium"
-		}
-		key, rec, err := apikey.New("e2e "+tier, keyTier, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := store.Create(ctx, rec); err != nil {
-			t.Fatal(err)
-		}
-		if tier == "revoked" {
-			if err := store.Revoke(ctx, rec.ID); err != nil {
-				t.Fatal(err)
-			}
-			s.revoked = key
-			continue
-		}
-		s.keys[tier] = key
+	s := &stack{t: t, keys: map[string]string{}, ids: map[string]string{}, redis: up.Redis, upstash: up, keyFile: opts.keyFile}
+	if s.keyFile == "" {
+		s.keyFile = filepath.Join(t.TempDir(), "keys.json")
+		s.makeKeys(ctx, opts.keys)
 	}
 
-	logs := &syncbuf.Buffer{}
+	vars := map[string]string{
+		"UPSTASH_REDIS_REST_URL":   up.URL,
+		"UPSTASH_REDIS_REST_TOKEN": up.Token,
+		"API_KEYS_FILE":            s.keyFile,
+		"API_KEYS_TABLE":           "",
+		"TIER_LIMITS":              tierLimits,
+		"LIMITER_TIMEOUT":          "2s", // a slow CI machine must not turn a test into a fallback test
+	}
+	for k, v := range opts.env {
+		vars[k] = v
+	}
+	s.logs = &syncbuf.Buffer{}
 	app, err := startapi.StartAPI(ctx, startapi.Options{
 		Template: template,
 		Prebuilt: exes,
-		Logs:     logs,
-		EnvVars: startapi.EnvVars{"Parameters": {
-			"UPSTASH_REDIS_REST_URL":   up.URL,
-			"UPSTASH_REDIS_REST_TOKEN": up.Token,
-			"API_KEYS_FILE":            keyFile,
-			"API_KEYS_TABLE":           "",
-			"TIER_LIMITS":              limits,
-			"LIMITER_TIMEOUT":          "2s", // a slow CI machine must not turn a test into a fallback test
-		}},
+		Logs:     s.logs,
+		EnvVars:  startapi.EnvVars{"Parameters": vars},
+		MaxProcs: opts.maxProcs,
 	})
 	if err != nil {
 		t.Fatalf("StartAPI: %v", err)
@@ -127,18 +148,58 @@ func startWith(t testing.TB, limits string) *stack {
 	if app.UpstashURL() != "" {
 		t.Fatal("an embedded Upstash endpoint was started although UPSTASH_REDIS_REST_URL is set")
 	}
-	srv := httptest.NewServer(app.Gateway)
+	s.app = app
+	srv := httptest.NewServer(app.Handler())
 	t.Cleanup(func() {
 		srv.Close()
 		if err := app.Close(); err != nil {
 			t.Errorf("closing the app: %v", err)
 		}
 		if t.Failed() {
-			t.Logf("function and gateway logs:\n%s", logs)
+			t.Logf("function and gateway logs:\n%s", s.logs)
 		}
 	})
 	s.base = srv.URL
 	return s
+}
+
+// makeKeys writes s.keyFile: one key per keyed tier, a revoked key, and
+// extra.
+func (s *stack) makeKeys(ctx context.Context, extra []keySpec) {
+	t := s.t
+	t.Helper()
+	store, err := apikey.NewFileStore(apikey.FileConfig{Path: s.keyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs := []keySpec{{name: "authenticated", tier: "authenticated"}, {name: "premium", tier: "premium"}, {name: "revoked", tier: "premium"}}
+	for _, k := range append(specs, extra...) {
+		created := time.Now()
+		if !k.expires.IsZero() && !k.expires.After(created) {
+			created = k.expires.Add(-time.Hour) // an expired key
+		}
+		key, rec, err := apikey.New("e2e "+k.name, k.tier, created)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.limit != "" {
+			if rec.Limit, err = limiter.ParsePolicy(k.limit); err != nil {
+				t.Fatalf("key %s: %v", k.name, err)
+			}
+		}
+		rec.ExpiresAt = k.expires
+		if err := store.Create(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		if k.name == "revoked" {
+			if err := store.Revoke(ctx, rec.ID); err != nil {
+				t.Fatal(err)
+			}
+			s.revoked = key
+			continue
+		}
+		s.keys[k.name], s.ids[k.name] = key, rec.ID
+	}
 }
 
 type reply struct {

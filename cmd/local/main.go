@@ -25,9 +25,11 @@
 // banner prints the URL.
 //
 // --demo-keys FILE (used by `make run`) makes one fresh key per keyed tier in
-// the key file FILE, revoking the demo keys of earlier runs (only hashes are
-// stored, so a key can be shown once only), points API_KEYS_FILE at it, and
-// prints the keys with curl commands that work as printed.
+// the key file FILE, and one with its own quota, revoking the demo keys of
+// earlier runs (only hashes are stored, so a key can be shown once only),
+// points API_KEYS_FILE at it, sets a route limit on the batch route unless
+// the command line sets RouteLimits or ROUTE_LIMITS, and prints the keys
+// with curl commands that work as printed.
 //
 // invoke prints the function's result on stdout. A function error is
 // printed there too, as Lambda's error object {"errorMessage", "errorType"},
@@ -187,6 +189,7 @@ func startAPI(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	opts.MaxProcs = *maxProcs
 	var demo []demoKey
+	demoRoute := false
 	if *demoKeys != "" {
 		if demo, err = rotateDemoKeys(ctx, *demoKeys, time.Now()); err != nil {
 			return fmt.Errorf("--demo-keys: %w", err)
@@ -194,6 +197,7 @@ func startAPI(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := useKeyFile(&opts, *demoKeys); err != nil {
 			return fmt.Errorf("--demo-keys: %w", err)
 		}
+		demoRoute = useDemoRouteLimit(&opts)
 	}
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(*host, strconv.Itoa(*port)))
@@ -219,7 +223,7 @@ func startAPI(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "Embedded Upstash-compatible endpoint at %s (set UPSTASH_REDIS_REST_URL in --env-vars to use another)\n", u)
 	}
 	if demo != nil {
-		printDemo(stdout, base, demo)
+		printDemo(stdout, base, demo, demoRoute)
 	}
 	fmt.Fprintf(stdout, "Dashboard: %s/_local/ (live rate-limit metrics; /_local/metrics for JSON)\n", base)
 	fmt.Fprintf(stdout, "API %s, stage %s. Running on %s (Ctrl+C to quit)\n", app.API.LogicalID, app.API.StageName, base)

@@ -124,7 +124,24 @@ var (
 	}
 	emfPlain  = []emfDirective{emfCounts}
 	emfDenied = []emfDirective{emfCounts, emfPolicy}
+	// Lines of decisions without an Upstash call carry no UpstashLatency,
+	// so they must not declare it: the EMF specification requires the root
+	// to hold every metric a directive names.
+	emfCountsLocal = emfCounts.without("UpstashLatency")
+	emfPlainLocal  = []emfDirective{emfCountsLocal}
+	emfDeniedLocal = []emfDirective{emfCountsLocal, emfPolicy}
 )
+
+// without returns d less the metric named name.
+func (d emfDirective) without(name string) emfDirective {
+	out := emfDirective{Namespace: d.Namespace, Dimensions: d.Dimensions}
+	for _, m := range d.Metrics {
+		if m.Name != name {
+			out.Metrics = append(out.Metrics, m)
+		}
+	}
+	return out
+}
 
 // record writes the metrics of one decision that started at start.
 func (h *Handler) record(m metric, start time.Time) {
@@ -157,7 +174,8 @@ func (e *emf) write(m metric, now time.Time, latency time.Duration) {
 	case outcomeShadowDenied:
 		l.Allowed, l.ShadowDenied = 1, 1
 	}
-	if m.outcome == outcomeDenied || m.outcome == outcomeShadowDenied {
+	denied := m.outcome == outcomeDenied || m.outcome == outcomeShadowDenied
+	if denied {
 		l.Policy, l.AWS.CloudWatchMetrics = m.policy, emfDenied
 	}
 	switch m.source {
@@ -167,6 +185,10 @@ func (e *emf) write(m metric, now time.Time, latency time.Duration) {
 	if m.upstash > 0 {
 		v := ms(m.upstash)
 		l.UpstashLatency = &v
+	} else if denied {
+		l.AWS.CloudWatchMetrics = emfDeniedLocal
+	} else {
+		l.AWS.CloudWatchMetrics = emfPlainLocal
 	}
 	if m.outcome == outcomeAllowed || m.outcome == outcomeDenied || m.outcome == outcomeShadowDenied {
 		reset := m.reset.Milliseconds()

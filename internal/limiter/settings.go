@@ -137,6 +137,16 @@ func (s Scale) Over() time.Time {
 	return end
 }
 
+// SettingsKey returns the Redis key that holds the live limit changes
+// (FormatScales) for stores whose UpstashConfig.Prefix is prefix; "" means
+// DefaultPrefix. cmd/limits writes it; the decision script reads it.
+func SettingsKey(prefix string) string { return orDefault(prefix, DefaultPrefix) + settingsKeySuffix }
+
+// WarmupKey returns the Redis key that holds the warm-up start instants,
+// "version=startMs;..." (newest last), for stores whose prefix is prefix;
+// "" means DefaultPrefix.
+func WarmupKey(prefix string) string { return orDefault(prefix, DefaultPrefix) + warmupKeySuffix }
+
 // settingsEntry is the stored form: "scope=ppm,startMs,rampMs,expiresMs",
 // scope "*" for every limit; entries are joined by ';'. decide.lua reads
 // it with the same pattern.
