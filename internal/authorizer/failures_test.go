@@ -74,7 +74,7 @@ type container struct {
 	metrics *bytes.Buffer
 }
 
-func newContainer(t *testing.T, up *upstashtest.Env, store apikey.Store, clk *testClock, shadow bool) container {
+func newContainer(t testing.TB, up *upstashtest.Env, store apikey.Store, clk *testClock, shadow bool, failures limiter.Limit) container {
 	t.Helper()
 	client, err := upstash.New(upstash.Config{URL: up.URL, Token: up.Token})
 	if err != nil {
@@ -102,7 +102,7 @@ func newContainer(t *testing.T, up *upstashtest.Env, store apikey.Store, clk *te
 		Tiers:         tiers,
 		Costs:         costs,
 		PremiumRoutes: []string{"/premium/"},
-		AuthFailures:  failuresLimit,
+		AuthFailures:  failures,
 		Shadow:        shadow,
 		Metrics:       metrics,
 		Now:           clk.now,
@@ -200,8 +200,8 @@ func TestFailedKeyThrottling(t *testing.T) {
 	}
 	up := upstashtest.Start(t)
 	clk := &testClock{t: time.Now()}
-	c1 := newContainer(t, up, store, clk, false)
-	c2 := newContainer(t, up, store, clk, false) // another container, same Upstash and key store
+	c1 := newContainer(t, up, store, clk, false, failuresLimit)
+	c2 := newContainer(t, up, store, clk, false, failuresLimit) // another container, same Upstash and key store
 
 	ok := func(caller string) answer {
 		return answer{Status: 200, Caller: caller, Source: "upstash", EMFTier: "authenticated", EMF: "Allowed"}
@@ -276,7 +276,7 @@ func TestFailedKeyThrottling(t *testing.T) {
 func TestFailedKeyThrottlingShadow(t *testing.T) {
 	up := upstashtest.Start(t)
 	clk := &testClock{t: time.Now()}
-	c := newContainer(t, up, &countingKeys{recs: map[string]apikey.Record{}}, clk, true)
+	c := newContainer(t, up, &countingKeys{recs: map[string]apikey.Record{}}, clk, true, failuresLimit)
 	var got []answer
 	for range 5 {
 		got = append(got, c.send(t, "203.0.113.7", "not-a-key"))
@@ -310,7 +310,7 @@ func TestFailedKeyThrottlingOff(t *testing.T) {
 func TestFailureDenyContext(t *testing.T) {
 	up := upstashtest.Start(t)
 	clk := &testClock{t: time.Now()}
-	c := newContainer(t, up, &countingKeys{recs: map[string]apikey.Record{}}, clk, false)
+	c := newContainer(t, up, &countingKeys{recs: map[string]apikey.Record{}}, clk, false, failuresLimit)
 	var res events.APIGatewayCustomAuthorizerResponse
 	for i := range 4 {
 		var err error
