@@ -240,10 +240,8 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayCustomAuthori
 		ip: callerIP(req.RequestContext.Identity.SourceIP)}
 
 	key, err := apiKey(req)
-	if err == nil && key != "" && h.known != nil && h.known.Known(key) {
-		a.knownKey = true
-	}
-	if (err != nil || key != "") && !a.knownKey {
+	knownKey := err == nil && key != "" && h.known != nil && h.known.Known(key)
+	if (err != nil || key != "") && !knownKey {
 		// A key this container has not seen work: refused outright while
 		// its address's failed-key bucket is known to be empty.
 		if res, ok := h.failuresExhausted(a); ok {

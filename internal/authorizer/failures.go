@@ -49,7 +49,6 @@ type attempt struct {
 	start     time.Time
 	arn, path string
 	ip        string // callerIP
-	knownKey  bool   // the key is cached as valid: the bucket does not apply
 }
 
 // failureRequest is the limiter request that charges (or checks) ip's
