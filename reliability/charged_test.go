@@ -30,15 +30,16 @@ const (
 	chargedTarget  = 8 // timeouts per scenario
 )
 
-// scriptCharged reads a held Upstash reply to the token-bucket script (one
-// command, or a pipeline of one): {"result":[allowed, units, at, ...]}.
+// scriptCharged reads a held Upstash reply to the decision script (one
+// command, or a pipeline of one): {"result":[allowed, settings, warm-up
+// start, ppm, ppm, units, at, stored, ...]} (internal/limiter/decide.lua).
 // It reports whether the script charged; a reply that is not the script's
 // (an error such as NOSCRIPT) charged nothing.
 func scriptCharged(t *testing.T, body []byte) bool {
 	t.Helper()
 	var one struct {
-		Result []json.Number `json:"result"`
-		Error  string        `json:"error"`
+		Result []json.RawMessage `json:"result"`
+		Error  string            `json:"error"`
 	}
 	var many []json.RawMessage
 	raw := body
@@ -56,10 +57,10 @@ func scriptCharged(t *testing.T, body []byte) bool {
 	if one.Error != "" {
 		return false
 	}
-	if len(one.Result) < 3 || (one.Result[0] != "0" && one.Result[0] != "1") {
-		t.Fatalf("held reply %s is not the token-bucket script's", body)
+	if len(one.Result) < 8 || (string(one.Result[0]) != "0" && string(one.Result[0]) != "1") {
+		t.Fatalf("held reply %s is not the decision script's", body)
 	}
-	return one.Result[0] == "1"
+	return string(one.Result[0]) == "1"
 }
 
 // chargeStep is one decision and what it did to the shared bucket.

@@ -23,7 +23,7 @@ import (
 // (close to the worst case).
 const faultHold = limiter.DefaultBreakerCooldown + 500*time.Millisecond
 
-// anonBurst is the anonymous tier's burst in DESIGN.md's default
+// anonBurst is the anonymous tier's burst in README's default
 // TIER_LIMITS (6/minute:burst=10): with a per-minute rate, a test's few
 // seconds refill less than one token.
 const anonBurst = 10

@@ -38,7 +38,7 @@ const margin = 3 * time.Second
 // LIMITER_TIMEOUT + margin, so a decision that waited for it fails.
 const slowFault = 10 * time.Second
 
-// recoveryBound is DESIGN.md's promise: decisions return to Upstash within
+// recoveryBound is README's promise ("Failure policy"): decisions return to Upstash within
 // 10 s of it recovering.
 const recoveryBound = 10 * time.Second
 

@@ -176,17 +176,10 @@ func (s *FileStore) List(context.Context) ([]Record, error) {
 func (s *FileStore) Revoke(_ context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.refreshLocked(); err != nil {
+	rec, err := s.byIDLocked(id)
+	if err != nil || rec.Revoked {
 		return err
 	}
-	hash, ok := s.byID[id]
-	if !ok {
-		return fmt.Errorf("%w: no key with id %s", ErrNotFound, quoteID(id))
-	}
-	if s.byHash[hash].Revoked {
-		return nil
-	}
-	rec := s.byHash[hash]
 	rec.Revoked, rec.RevokedAt = true, s.now().UTC().Truncate(time.Microsecond)
 	return s.writeLocked(s.with(rec))
 }
@@ -198,14 +191,10 @@ func (s *FileStore) SetLimit(_ context.Context, id string, p limiter.Policy) err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.refreshLocked(); err != nil {
+	rec, err := s.byIDLocked(id)
+	if err != nil {
 		return err
 	}
-	hash, ok := s.byID[id]
-	if !ok {
-		return fmt.Errorf("%w: no key with id %s", ErrNotFound, quoteID(id))
-	}
-	rec := s.byHash[hash]
 	if rec.Revoked {
 		return fmt.Errorf("%w: key with id %s is revoked", ErrRevoked, quoteID(id))
 	}
@@ -214,6 +203,18 @@ func (s *FileStore) SetLimit(_ context.Context, id string, p limiter.Policy) err
 	}
 	rec.Limit = p
 	return s.writeLocked(s.with(rec))
+}
+
+// byIDLocked returns the record with id, from the file as it is now.
+func (s *FileStore) byIDLocked(id string) (Record, error) {
+	if err := s.refreshLocked(); err != nil {
+		return Record{}, err
+	}
+	hash, ok := s.byID[id]
+	if !ok {
+		return Record{}, fmt.Errorf("%w: no key with id %s", ErrNotFound, quoteID(id))
+	}
+	return s.byHash[hash], nil
 }
 
 // with returns a copy of the records with rec put in.

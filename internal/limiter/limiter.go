@@ -153,7 +153,7 @@ func (l *Limiter) Prime(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
-	return l.shared.Prime(ctx)
+	return l.shared.prime(ctx, l.now())
 }
 
 // Allow decides req: Cost tokens from every bucket, or none. The error is
@@ -178,7 +178,7 @@ func (l *Limiter) Allow(ctx context.Context, req Request) (Result, error) {
 		return l.fail(req, now, failCircuitOpen, nil, 0), nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, l.timeout)
-	r, err := l.shared.decide(cctx, req, now)
+	r, err := l.shared.decide(cctx, req, now, false)
 	cancel()
 	if err == nil {
 		if l.breaker.success(probe) {

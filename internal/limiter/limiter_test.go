@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -398,7 +399,7 @@ func TestBreaker(t *testing.T) {
 	}
 }
 
-// TestRecoveryWithinTenSeconds: DESIGN requires decisions to return to the
+// TestRecoveryWithinTenSeconds: README promises decisions return to the
 // shared store within 10 s of it recovering, whenever the recovery happens.
 func TestRecoveryWithinTenSeconds(t *testing.T) {
 	const every = 100 * time.Millisecond // one request per 100 ms
@@ -789,5 +790,45 @@ func TestLogGateOrdering(t *testing.T) {
 				t.Errorf("logged (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestPrime: a new container reads the live settings and the warm-up start
+// in one request at init, so its first decision reads neither; with
+// Upstash down, Prime fails and decisions go on.
+func TestPrime(t *testing.T) {
+	h := newHarnessWith(t, Config{Warmup: Warmup{Factor: 0.5, Duration: time.Minute, Version: "v7"}}, UpstashConfig{})
+	rs := needRedis(t, h.env)
+	rs.Do(t, "SET", DefaultPrefix+settingsKeySuffix, FormatScales([]Scale{{Factor: 2, Start: t0.Add(-time.Hour)}}))
+	if err := h.l.Prime(context.Background()); err != nil {
+		t.Fatalf("Prime: %v", err)
+	}
+	if got := h.shared.calls.Load(); got != 1 {
+		t.Errorf("Prime made %d requests, want 1", got)
+	}
+	if got := rs.Do(t, "GET", DefaultPrefix+warmupKeySuffix); got != "v7="+strconv.FormatInt(t0.UnixMilli(), 10) {
+		t.Errorf("warm-up key = %q, want this version's start", got)
+	}
+	rs.Do(t, "CONFIG", "RESETSTAT")
+	r, err := h.l.Allow(context.Background(), Request{Cost: 1, Buckets: []Bucket{{Key: "primed", Limit: perTen, Scope: ScopeAll}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Factor 2 (read by Prime), warm-up 0.5 at its start: the burst of 10
+	// stays 10. Without the factor it would be 5, without the warm-up 20.
+	if r.Source != SourceUpstash || r.Limit != 10 || r.Remaining != 9 {
+		t.Errorf("first decision %+v, want upstash, limit 10, remaining 9", viewOf(r))
+	}
+	if diff := cmp.Diff(map[string]int{"evalsha": 1, "set": 1}, commandStats(t, rs)); diff != "" {
+		t.Errorf("the first decision read more than its bucket (-want +got):\n%s", diff)
+	}
+
+	down := newHarness(t, Config{})
+	down.shared.setFault(errTransport)
+	if err := down.l.Prime(context.Background()); err == nil {
+		t.Error("Prime with Upstash down: no error")
+	}
+	if r := down.allow(t, "k", perTen, 1); !r.Allowed || r.Source != SourceMemory {
+		t.Errorf("decision after a failed Prime: %+v, want an allowed fallback", viewOf(r))
 	}
 }

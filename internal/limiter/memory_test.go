@@ -188,7 +188,7 @@ func TestMemoryStoreZeroAllocs(t *testing.T) {
 }
 
 // TestMemoryStoreBytesPerIdleKey measures the heap an idle bucket costs,
-// its key string included (DESIGN budget: ≤ 200 bytes).
+// its key string included (budget: ≤ 200 bytes, docs/BENCHMARKS.md).
 func TestMemoryStoreBytesPerIdleKey(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates 200k buckets")

@@ -347,7 +347,7 @@ func TestStoreBehaviour(t *testing.T) {
 	}
 }
 
-// TestRetryAfterIsHonest checks DESIGN's promise: repeating a denied request
+// TestRetryAfterIsHonest checks README's promise: repeating a denied request
 // after Retry-After (whole seconds, rounded up, as the HTTP layer sends it)
 // succeeds when nothing else drew from the bucket — and not a millisecond
 // before the exact RetryAfter.

@@ -124,24 +124,24 @@ func (u *UpstashStore) Allow(ctx context.Context, req Request, now time.Time) (R
 	if err := req.Validate(); err != nil {
 		return Result{}, err
 	}
-	return u.decide(ctx, req, now)
+	return u.decide(ctx, req, now, false)
 }
 
-// Prime reads the live settings and the warm-up start in one request, so
-// that the first decision needs neither and finds a connection open. Call
-// it once at start, with a short deadline: a failure only means the first
-// decision reads them instead.
-func (u *UpstashStore) Prime(ctx context.Context) error {
-	_, err := u.decide(ctx, Request{}, time.Now())
+// prime reads the live settings and the warm-up start in one request, so
+// that the first decision needs neither and finds a connection open (see
+// Limiter.Prime).
+func (u *UpstashStore) prime(ctx context.Context, now time.Time) error {
+	_, err := u.decide(ctx, Request{}, now, true)
 	return err
 }
 
-// decide runs the script for a valid request (or none, to prime).
-func (u *UpstashStore) decide(ctx context.Context, req Request, now time.Time) (Result, error) {
+// decide runs the script for a valid request (or none, to prime), reading
+// the live settings when they are stale or when read is set.
+func (u *UpstashStore) decide(ctx context.Context, req Request, now time.Time, read bool) (Result, error) {
 	nowMs := now.UnixMilli()
 	n := len(req.Buckets)
 	u.mu.Lock()
-	readSettings := !fresh(u.readAt, nowMs, u.ttl)
+	readSettings := read || !fresh(u.readAt, nowMs, u.ttl)
 	scales, warmStart := u.scales, u.warmStart
 	u.mu.Unlock()
 

@@ -466,14 +466,18 @@ func TestInvokeRejectsPayload(t *testing.T) {
 }
 
 func TestInvokeHonoursContext(t *testing.T) {
-	f, _ := newFunction(t, lambdaemu.Config{MaxProcs: 1})
+	f, logs := newFunction(t, lambdaemu.Config{MaxProcs: 1})
 	busy := make(chan lambdaemu.Result, 1)
 	go func() {
-		res, _ := f.Invoke(context.Background(), []byte(`{"action":"sleep","ms":400}`))
+		res, _ := f.Invoke(context.Background(), []byte(`{"action":"sleep","ms":2000}`))
 		busy <- res
 	}()
-	// Wait until the only process is busy, so the next call has to queue.
-	for f.Stats().Starts == 0 {
+	// Wait until the only process is running the sleep, so the next call has
+	// to queue (for far longer than its deadline, however loaded the machine).
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(logs.String(), "sleeping"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the sleeping invocation never started; logs:\n%s", logs.String())
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)

@@ -1,83 +1,34 @@
 // Package upstashlocal is an Upstash-compatible Redis REST server for
-// development and tests: the same HTTP API, status codes, error bodies and
-// quirks as Upstash's REST endpoint, in front of a real Redis (or an embedded
-// in-process store).
-//
-// # HTTP API
+// development and tests, so that the product's real Upstash code path (and
+// the official @upstash/redis client, in the conformance suite) runs with
+// nothing installed: the same HTTP API, status codes, error bodies and
+// quirks as Upstash, in front of a real Redis or an embedded miniredis.
 //
 //	POST /             one command as a JSON array: ["SET", "k", "v", "EX", 100]
-//	POST /pipeline     a JSON array of such arrays; replies [{"result": ...} | {"error": "..."}, ...]
-//	POST /multi-exec   the same, run as one MULTI/EXEC transaction
-//	GET|POST /cmd/a/b  path style: segments are URL-decoded arguments; a POST body
-//	                   is appended as one more argument, then query parameters
-//	                   (other than _token) as NAME VALUE pairs: POST /set/k?EX=100
+//	POST /pipeline     an array of commands; replies [{"result": ...} | {"error": "..."}, ...]
+//	POST /multi-exec   the same, as one MULTI/EXEC transaction
+//	GET|POST /cmd/a/b  path style (segments are arguments; a POST body one more)
 //
-// PUT is accepted wherever POST is, HEAD wherever GET is; other methods get 405.
-// A Server is a plain http.Handler; to serve it over HTTPS, as Upstash does,
-// SelfSignedCert makes a certificate clients can be told to trust
-// (cmd/upstash-local --tls-self-signed).
-// JSON arguments may be strings, numbers (forwarded as their JSON text) or
-// booleans (forwarded as "true"/"false", because @upstash/redis sends them
-// unconverted); null, arrays and objects are rejected with 400.
+// Authentication is "Authorization: Bearer TOKEN" or ?_token=, compared in
+// constant time (401 WRONGPASS otherwise). Replies are {"result": v} or
+// {"error": "ERR ..."} with 400; "Upstash-Encoding: base64" encodes every
+// string but a top-level "OK", as Upstash does. Commands that would change
+// a pooled connection's state (SELECT, MULTI, SUBSCRIBE, ...) are refused as
+// Upstash refuses unavailable commands. Bodies over Config.MaxBodyBytes get
+// Upstash's "max request size exceeded". SelfSignedCert serves HTTPS with a
+// certificate clients can be told to trust.
 //
-// Authentication: "Authorization: Bearer TOKEN" or the _token query
-// parameter, compared in constant time; otherwise 401
-// {"error":"WRONGPASS invalid or missing auth token"}.
+// Scripts may start with Upstash's "#!lua flags=allow-key-locking", which
+// Redis 7 rejects: the server rewrites the shebang before forwarding and
+// answers to the original script's SHA-1 (EVAL, EVALSHA, SCRIPT LOAD and
+// EXISTS are mapped; at most 4096 scripts remembered, a forgotten one costs
+// the client one NOSCRIPT and an EVAL). Line numbers in Lua errors match the
+// client's script.
 //
-// Replies: {"result": v} with v null, an integer, a string or an array of
-// those; {"error": "ERR ..."} with status 400 when the command fails (the
-// Redis error message as it is). With "Upstash-Encoding: base64" every string
-// in a reply is base64 (standard, padded) except a top-level "OK", as Upstash
-// does; error messages are never encoded. Invalid UTF-8 in plain replies is
-// replaced with U+FFFD. Pipelines answer 200 with one item per command (a
-// failing item does not stop the others). A transaction whose commands fail
-// to queue (unknown command, wrong arity, unsupported command) is discarded
-// as a whole: 400 {"error": "..."}; commands that fail while executing are
-// reported per item, the others still run (Redis semantics).
-//
-// Limits and other status codes: a body over Config.MaxBodyBytes gets 400
-// {"error":"ERR max request size exceeded"} (Upstash's message); a malformed
-// body gets 400 naming what is wrong; "Upstash-Response-Format: resp2" is not
-// implemented (400); when the Redis backend cannot be reached the reply is 502
-// {"error":"ERR ..."}. Connection-state and server-control commands (AUTH,
-// HELLO, SELECT, MULTI/EXEC/WATCH, (P|S)SUBSCRIBE, MONITOR, CLIENT, QUIT,
-// RESET, SHUTDOWN, DEBUG, replication commands) are refused like Upstash
-// refuses unavailable commands: 400 {"error":"ERR Command is not available: 'NAME'"};
-// Redis's "unknown command" errors are rewritten to the same text.
-//
-// # Scripts
-//
-// Upstash accepts a first line "#!lua flags=allow-key-locking" (used by
-// @upstash/ratelimit), which Redis 7 rejects. The server rewrites such a
-// shebang before forwarding (dropping the allow-key-locking flag; with the
-// embedded store the whole shebang line becomes a Lua comment, since the
-// embedded Lua does not read shebangs) and answers to the ORIGINAL script's
-// SHA-1: EVAL runs the rewritten script, SCRIPT LOAD returns the original
-// SHA-1, EVALSHA and SCRIPT EXISTS map it to the rewritten script's SHA-1.
-// The map holds at most 4096 scripts and is cleared when full; a forgotten
-// mapping only costs the client one NOSCRIPT reply and an EVAL. After SCRIPT
-// FLUSH, EVALSHA answers NOSCRIPT as Redis does. Lua error messages name the
-// client's SHA-1, and the rewritten shebang keeps its line, so line numbers
-// in errors match the client's script.
-//
-// # Backends
-//
-// With Config.RedisAddr the server forwards to that Redis through a
-// go-redis connection pool speaking RESP2 (the shapes Upstash's JSON has).
-// Without it the server starts an embedded miniredis on 127.0.0.1:0 and talks
-// to it through the same go-redis path. The embedded store is for demos and
-// quick local runs, with miniredis's limits: Lua is gopher-lua (Lua 5.1
-// without the bit, struct and cmsgpack libraries), no FUNCTION/FCALL, an
-// error nested in a script's reply table becomes a plain string, and no
-// script timeouts or SCRIPT KILL. Key expiry follows the wall clock: the
-// server advances miniredis's TTLs lazily at the start of every request (TTL
-// replies are truncated to whole seconds where Redis rounds).
-//
-// On a real Redis, go-redis opens each pooled connection with HELLO 2, which
-// shows in INFO commandstats; a command runs at most 30 s (read timeout) and
-// is never retried, so a write is never applied twice.
-//
-// A Server is safe for concurrent use by multiple goroutines.
+// Backends: Config.RedisAddr forwards through a go-redis pool (RESP2, no
+// retries, so a write is never applied twice); without it an embedded
+// miniredis on loopback is reached the same way, with miniredis's limits
+// (gopher-lua, TTLs advanced lazily per request). Safe for concurrent use.
 package upstashlocal
 
 import (

@@ -72,6 +72,7 @@ func handle(ctx context.Context, e event) (any, error) {
 	case "crash":
 		os.Exit(e.Code)
 	case "sleep":
+		fmt.Println("sleeping") // tests wait for this line: the invocation is running
 		select {
 		case <-time.After(time.Duration(e.MS) * time.Millisecond):
 		case <-ctx.Done():
