@@ -34,21 +34,26 @@ var faultColors = map[string]string{
 	"SCRIPT FLUSH": "#2ca02c", "kill authorizer": "#000000", "kill predict": "#7f7f7f",
 }
 
+// faultKinds orders the fault lanes and the legend.
+var faultKinds = []string{"upstash hang", "upstash 500", "upstash reset", "redis-server down", "key store reset", "SCRIPT FLUSH", "kill authorizer", "kill predict"}
+
 // plotSVG renders decisions per second by source over time as a stacked
-// area chart, with the fault windows as bands, instantaneous events as
-// lines and 5xx replies as ticks: a self-contained SVG document.
+// area chart, with each kind of fault in a lane above it (and its windows
+// as faint bands behind the data), instantaneous events as dashed lines
+// and 5xx replies as ticks under the axis: a self-contained SVG document.
 func plotSVG(w io.Writer, p plotData) error {
 	const (
-		width, height            = 1000, 440
-		left, right, top, bottom = 60, 190, 40, 50
-		bins                     = 150
+		width, height            = 1000, 520
+		left, right, top, bottom = 110, 190, 116, 50
+		laneTop, laneH           = 34, 9 // one lane per kind of fault, above the plot
 	)
 	plotW, plotH := float64(width-left-right), float64(height-top-bottom)
 	span := p.End.Sub(p.Start)
 	if span <= 0 {
 		return fmt.Errorf("plot: empty time span")
 	}
-	binW := span / bins
+	bins := int(min(300, max(span/time.Second, 10))) // bins of at least a second, up to 300
+	binW := span / time.Duration(bins)
 	counts := make([][]float64, len(plotSources))
 	for i := range counts {
 		counts[i] = make([]float64, bins)
@@ -82,16 +87,25 @@ func plotSVG(w io.Writer, p plotData) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="11">`+"\n", width, height, width, height)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="#ffffff"/>`+"\n", width, height)
-	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="14">%s</text>`+"\n", left, xmlEscape(p.Title))
-	// Fault bands first, under the data.
+	fmt.Fprintf(&b, `<text x="%d" y="20" font-size="14">%s</text>`+"\n", left, xmlEscape(p.Title))
+	// Fault lanes above the plot, and faint bands under the data.
+	lane := map[string]int{}
+	for i, k := range faultKinds {
+		lane[k] = i
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end" font-size="8" fill="#555">%s</text>`+"\n", left-6, laneTop+i*laneH+7, k)
+	}
 	for _, f := range p.Faults {
 		c := faultColors[f.Kind]
 		if c == "" {
 			c = "#cccccc"
 		}
+		ly := laneTop + lane[f.Kind]*laneH
+		w := max(x(f.End)-x(f.Start), 1.5)
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s</title></rect>`+"\n",
+			x(f.Start), ly, w, laneH-2, c, xmlEscape(f.Kind))
 		if f.End.After(f.Start) {
 			fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="%.1f" height="%.0f" fill="%s" fill-opacity="0.18"/>`+"\n",
-				x(f.Start), top, max(x(f.End)-x(f.Start), 1), plotH, c)
+				x(f.Start), top, w, plotH, c)
 		}
 	}
 	// Stacked areas.
@@ -113,11 +127,11 @@ func plotSVG(w io.Writer, p plotData) error {
 		fmt.Fprintf(&b, `<polygon points="%s" fill="%s" fill-opacity="0.85" stroke="none"><title>%s</title></polygon>`+"\n",
 			strings.Join(pts, " "), s.color, xmlEscape(s.label))
 	}
-	// Instantaneous events.
+	// Instantaneous events, over the data.
 	for _, f := range p.Faults {
 		if !f.End.After(f.Start) {
 			c := faultColors[f.Kind]
-			fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%.0f" stroke="%s" stroke-width="1" stroke-dasharray="3,3"/>`+"\n",
+			fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%.0f" stroke="%s" stroke-width="1" stroke-opacity="0.5" stroke-dasharray="3,3"/>`+"\n",
 				x(f.Start), top, x(f.Start), top+plotH, c)
 		}
 	}
@@ -151,7 +165,7 @@ func plotSVG(w io.Writer, p plotData) error {
 	ly += 8
 	fmt.Fprintf(&b, `<text x="%d" y="%d" font-weight="bold">faults</text>`+"\n", lx, ly+10)
 	ly += 18
-	for _, k := range []string{"upstash hang", "upstash 500", "upstash reset", "redis-server down", "key store reset", "SCRIPT FLUSH", "kill authorizer", "kill predict"} {
+	for _, k := range faultKinds {
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="%s" fill-opacity="0.5"/><text x="%d" y="%d">%s</text>`+"\n", lx, ly, faultColors[k], lx+18, ly+10, k)
 		ly += 18
 	}
