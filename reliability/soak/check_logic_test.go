@@ -81,10 +81,16 @@ func TestRecoveryChecks(t *testing.T) {
 		{Kind: "500", Start: at(60), End: at(62), Upstash: true},
 	}
 	starts := []time.Time{at(9), at(12), at(27), at(35.5), at(45), at(61), at(63), at(80)}
-	if diff := cmp.Diff([]time.Time{at(9), at(35.5), at(45), at(80)}, lateFallbacks(starts, faults)); diff != "" {
+	var spans []span
+	for _, s := range starts {
+		spans = append(spans, span{s, s.Add(10 * time.Millisecond)})
+	}
+	// One began 5 ms before a fault and met it in flight: explained.
+	spans = append(spans, span{at(59.995), at(60.005)})
+	if diff := cmp.Diff([]time.Time{at(9), at(35.5), at(45), at(80)}, lateFallbacks(spans, faults)); diff != "" {
 		t.Errorf("late fallbacks (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]time.Duration{20 * time.Second, 18 * time.Second}, recoveries(starts, faults)); diff != "" {
+	if diff := cmp.Diff([]time.Duration{20 * time.Second, 18 * time.Second}, recoveries(spans, faults)); diff != "" {
 		t.Errorf("recoveries (-want +got):\n%s", diff)
 	}
 }

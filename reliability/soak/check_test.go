@@ -130,30 +130,35 @@ type window struct {
 // fault's end.
 const recoveryBound = 10 * time.Second
 
-// lateFallbacks returns the fallback decisions (their start times) that no
-// Upstash fault explains: none was under way when they began, nor ended
-// within recoveryBound before.
-func lateFallbacks(starts []time.Time, faults []window) []time.Time {
+// span is when a decision ran: it read its clock, and called Upstash,
+// between Start and End.
+type span struct{ Start, End time.Time }
+
+// lateFallbacks returns the fallback decisions (by start time) that no
+// Upstash fault explains: none was under way while they ran, nor had ended
+// within recoveryBound before they began. (A decision that began just
+// before a fault and met it in flight is explained.)
+func lateFallbacks(decisions []span, faults []window) []time.Time {
 	var out []time.Time
-	for _, s := range starts {
+	for _, d := range decisions {
 		explained := false
 		for _, f := range faults {
-			if f.Upstash && !s.Before(f.Start) && !s.After(f.End.Add(recoveryBound)) {
+			if f.Upstash && !d.End.Before(f.Start) && !d.Start.After(f.End.Add(recoveryBound)) {
 				explained = true
 				break
 			}
 		}
 		if !explained {
-			out = append(out, s)
+			out = append(out, d.Start)
 		}
 	}
 	return out
 }
 
 // recoveries returns, for each stretch of overlapping Upstash faults, how
-// long after its end the last fallback decision began, before the next
-// stretch started (0: none after its end).
-func recoveries(starts []time.Time, faults []window) []time.Duration {
+// long after its end the last fallback decision began, among those that
+// ended before the next stretch started (0: none after its end).
+func recoveries(decisions []span, faults []window) []time.Duration {
 	var ups []window
 	for _, f := range faults {
 		if f.Upstash {
@@ -173,9 +178,9 @@ func recoveries(starts []time.Time, faults []window) []time.Duration {
 	}
 	out := make([]time.Duration, len(merged))
 	for i, f := range merged {
-		for _, s := range starts {
-			if s.After(f.End) && (i+1 == len(merged) || s.Before(merged[i+1].Start)) {
-				out[i] = max(out[i], s.Sub(f.End))
+		for _, d := range decisions {
+			if d.Start.After(f.End) && (i+1 == len(merged) || d.End.Before(merged[i+1].Start)) {
+				out[i] = max(out[i], d.Start.Sub(f.End))
 			}
 		}
 	}

@@ -525,14 +525,14 @@ func countKind(faults []window, kind string) int {
 // checkRecovery: every fallback decision began while an Upstash fault was
 // under way or within 10 s of one's end.
 func checkRecovery(r *report, decisions []decision, faults []window) {
-	var starts []time.Time
+	var spans []span
 	for _, d := range decisions {
 		if d.Source == "memory" {
-			starts = append(starts, d.Start())
+			spans = append(spans, span{d.Start(), d.At})
 		}
 	}
-	late := lateFallbacks(starts, faults)
-	recs := recoveries(starts, faults)
+	late := lateFallbacks(spans, faults)
+	recs := recoveries(spans, faults)
 	worst := time.Duration(0)
 	for _, d := range recs {
 		worst = max(worst, d)
@@ -547,7 +547,7 @@ func checkRecovery(r *report, decisions []decision, faults []window) {
 	}
 	r.invariant("back on Upstash within 10s", len(late) == 0 && worst <= recoveryBound,
 		"%d fallback decisions; %d stretches of Upstash faults, last fallback after each ended: %v (worst %s); fallbacks no fault explains: %v",
-		len(starts), len(recs), roundAll(recs), worst.Round(time.Millisecond), shown)
+		len(spans), len(recs), roundAll(recs), worst.Round(time.Millisecond), shown)
 }
 
 func roundAll(ds []time.Duration) []string {
