@@ -5,7 +5,9 @@
 // It is a separate module so that bucketgate itself does not require the
 // peers. Run from this directory:
 //
+//	go test -run '^$' -bench KeyedInterleaved -benchtime 1x   # the comparison
 //	go test -run '^$' -bench . -benchmem -count 5
 //
-// Results and their reading are in ../docs/BENCHMARKS.md ("Limiter").
+// Results and their reading are in ../docs/BENCHMARKS-memory.md and
+// ../docs/BENCHMARKS.md ("Limiter").
 package bench

@@ -18,18 +18,22 @@ import (
 // sethvargo/go-limiter lives in the separate bench/ module, so that this
 // module does not require them.
 
-// benchKeys returns n bucket keys shaped like the authorizer's.
+// benchKey is the i-th bucket key, shaped like the authorizer's.
+func benchKey(i int) string {
+	return fmt.Sprintf("anonymous:ip:10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+}
+
+// benchKeys returns benchKey(0..n-1).
 func benchKeys(n int) []string {
 	keys := make([]string, n)
 	for i := range keys {
-		keys[i] = fmt.Sprintf("anonymous:ip:10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+		keys[i] = benchKey(i)
 	}
 	return keys
 }
 
 // BenchmarkMemoryStore: 10k keys, a random key per operation, all
-// goroutines at once, the real clock (time.Now per decision, as in
-// production).
+// goroutines at once, the store's own clock (ProcessNow, as the Limiter's).
 func BenchmarkMemoryStore(b *testing.B) {
 	keys := benchKeys(10_000)
 	m, err := NewMemoryStore(MemoryConfig{})
@@ -49,18 +53,37 @@ func BenchmarkMemoryStore(b *testing.B) {
 			x ^= x >> 7
 			x ^= x << 17
 			buckets[0] = Bucket{Key: keys[x%uint64(len(keys))], Limit: l}
-			if _, err := m.Allow(req, time.Now()); err != nil {
+			if _, err := m.AllowNow(req); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 }
 
+// BenchmarkClock compares the clock reads a decision can make:
+// time.Now (wall and monotonic clocks) and ProcessNow (monotonic only).
+func BenchmarkClock(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		now  func() time.Time
+	}{{"time.Now", time.Now}, {"ProcessNow", ProcessNow}} {
+		b.Run(c.name, func(b *testing.B) {
+			var sum int64
+			for range b.N {
+				sum += c.now().UnixMilli()
+			}
+			clockSink = sum
+		})
+	}
+}
+
+var clockSink int64
+
 // BenchmarkMemoryStoreBytesPerKey reports the heap an idle bucket costs
 // with 1M buckets, key string included. It measures once per process,
 // whatever b.N; its ns/op means nothing.
 func BenchmarkMemoryStoreBytesPerKey(b *testing.B) {
-	bytesPerKeyOnce.Do(func() { bytesPerKeyMillion = bytesPerKey(b, benchKeys(1_000_000)) })
+	bytesPerKeyOnce.Do(func() { bytesPerKeyMillion = bytesPerKey(b, 1_000_000) })
 	for range b.N {
 	}
 	b.ReportMetric(bytesPerKeyMillion, "bytes/key")

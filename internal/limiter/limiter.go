@@ -61,7 +61,7 @@ type Config struct {
 	// reason (e.g. "timeout"); the next line reports how many were
 	// suppressed. 0 means DefaultLogInterval.
 	LogInterval time.Duration
-	// Now is the clock; nil means time.Now. Every decision, breaker and
+	// Now is the clock; nil means ProcessNow. Every decision, breaker and
 	// log-throttling step reads it once per call.
 	Now func() time.Time
 }
@@ -126,7 +126,7 @@ func New(cfg Config) (*Limiter, error) {
 		l.log = slog.New(slog.DiscardHandler)
 	}
 	if l.now == nil {
-		l.now = time.Now
+		l.now = ProcessNow
 	}
 	l.born = l.now().UnixMilli()
 	if l.shared != nil {

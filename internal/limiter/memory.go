@@ -2,6 +2,7 @@ package limiter
 
 import (
 	"fmt"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,6 +16,8 @@ type MemoryConfig struct {
 	// Shards is the number of independently locked shards, rounded up to a
 	// power of two; 0 means 64.
 	Shards int
+	// Now is the clock AllowNow reads; nil means ProcessNow.
+	Now func() time.Time
 }
 
 // DefaultMaxKeys is MemoryConfig.MaxKeys' default.
@@ -25,10 +28,13 @@ const DefaultMaxKeys = 100_000
 // whichever store holds it. It is the per-container fallback: its limits
 // hold per container, quotas included.
 //
-// Safe for concurrent use. Allow takes no allocation for a bucket it already
-// holds, and starts no goroutine: full buckets are swept lazily inside calls.
+// Safe for concurrent use. A decision takes no allocation (a new bucket
+// only the table's amortised growth) and starts no goroutine: full buckets
+// are swept lazily inside calls. A bucket's key string is kept as given, as
+// a Go map keeps its keys.
 type MemoryStore struct {
-	t *table
+	t   *table
+	now func() time.Time
 }
 
 // NewMemoryStore returns an empty MemoryStore.
@@ -36,24 +42,70 @@ func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
 	if cfg.MaxKeys < 0 || cfg.Shards < 0 || cfg.Shards > 1<<16 {
 		return nil, invalid("memory store: MaxKeys must not be negative, Shards must be within 0..65536")
 	}
-	return &MemoryStore{t: newTable(orDefault(cfg.Shards, 64), orDefault(cfg.MaxKeys, DefaultMaxKeys))}, nil
+	m := &MemoryStore{t: newTable(orDefault(cfg.Shards, 64), orDefault(cfg.MaxKeys, DefaultMaxKeys)), now: cfg.Now}
+	return m, nil
+}
+
+// AllowNow is Allow at the store's clock: MemoryConfig.Now, by default
+// ProcessNow (one read of the monotonic clock).
+func (m *MemoryStore) AllowNow(req Request) (r Result, err error) {
+	err = m.allowNowTo(&r, req)
+	return r, err
+}
+
+// allowNowTo is AllowNow into *r (apart, so that AllowNow inlines and its
+// caller's Result is filled in place).
+func (m *MemoryStore) allowNowTo(r *Result, req Request) error {
+	if m.now != nil {
+		return m.allowTo(r, req, m.now().UnixMilli())
+	}
+	return m.allowTo(r, req, processClock.nowNs()/1e6)
 }
 
 // Allow decides req at now (the caller's clock) on this process's buckets,
 // atomically across them, without live factors. The Result's Source is
 // SourceMemory. The error (only for an invalid request) wraps
 // ErrInvalidRequest.
-func (m *MemoryStore) Allow(req Request, now time.Time) (Result, error) {
+func (m *MemoryStore) Allow(req Request, now time.Time) (r Result, err error) {
+	err = m.allowTo(&r, req, now.UnixMilli())
+	return r, err
+}
+
+// allowTo is Allow into *r, which must be the zero Result (and stays zero
+// on error). now is in ms.
+func (m *MemoryStore) allowTo(r *Result, req Request, now int64) error {
 	if err := req.Validate(); err != nil {
-		return Result{}, err
+		return err
+	}
+	if len(req.Buckets) == 1 { // the common case, without decideTo's arrays and loops
+		b := &req.Buckets[0]
+		var p params
+		if b.Quota.IsZero() {
+			p = tokenParams(b.Limit, ppmOne) // resolve's, unscaled
+		} else {
+			p = quotaParams(b.Quota, time.UnixMilli(now))
+		}
+		m.decideOne(r, b.Key, p, req.Cost, now)
+		return nil
 	}
 	var ps [MaxBuckets]params
-	resolve(req, unscaled, now, ps[:len(req.Buckets)])
-	return m.decide(req, ps[:len(req.Buckets)], now.UnixMilli()), nil
+	resolve(req, unscaled, time.UnixMilli(now), ps[:len(req.Buckets)])
+	m.decideTo(r, req, ps[:len(req.Buckets)], now)
+	return nil
 }
 
 // decide is Allow for a valid request resolved into ps.
-func (m *MemoryStore) decide(req Request, ps []params, now int64) Result {
+func (m *MemoryStore) decide(req Request, ps []params, now int64) (r Result) {
+	m.decideTo(&r, req, ps, now)
+	return r
+}
+
+// decideTo is decide into *r, which must be the zero Result.
+func (m *MemoryStore) decideTo(r *Result, req Request, ps []params, now int64) {
+	if len(req.Buckets) == 1 {
+		m.decideOne(r, req.Buckets[0].Key, ps[0], req.Cost, now)
+		return
+	}
 	n := len(req.Buckets)
 	var (
 		refs  [MaxBuckets]ref
@@ -67,23 +119,15 @@ func (m *MemoryStore) decide(req Request, ps []params, now int64) Result {
 	}
 	locked, nl := m.t.lockShards(refs[:n])
 	for i, b := range req.Buckets {
-		if pos[i] = m.t.findLocked(refs[i], b.Key); pos[i] >= 0 {
-			found[i], st[i] = true, m.t.atLocked(refs[i], pos[i]).state
-		}
+		pos[i] = m.t.findLocked(refs[i], b.Key)
+		st[i], found[i] = m.held(refs[i], pos[i])
 	}
 	allowed := decide(st[:n], found[:n], ps, req.Cost, now, write[:n])
-	r := report(n, ps, st[:n], allowed, req.Cost, now)
-	// Update known buckets in place first: inserting can move entries.
-	for pass := 0; pass < 2; pass++ {
+	// Held buckets first: inserting can move entries.
+	for pass := range 2 {
 		for i, b := range req.Buckets {
-			if !write[i] || (pos[i] >= 0) != (pass == 0) {
-				continue
-			}
-			e := entry{state: st[i], fullAt: expiresAt(st[i], ps[i])}
-			if pos[i] >= 0 {
-				*m.t.atLocked(refs[i], pos[i]) = e
-			} else {
-				m.t.insertLocked(refs[i], b.Key, e, now)
+			if write[i] && (pos[i] >= 0) == (pass == 0) {
+				m.store(refs[i], pos[i], b.Key, st[i], ps[i], now)
 			}
 		}
 	}
@@ -91,8 +135,54 @@ func (m *MemoryStore) decide(req Request, ps []params, now int64) Result {
 		m.t.tickLocked(refs[i], now)
 	}
 	m.t.unlockShards(locked, nl)
+	reportTo(r, n, ps, st[:n], allowed, req.Cost, now)
 	r.Source = SourceMemory
-	return r
+}
+
+// decideOne is decideTo for a request of one bucket: decide's steps for
+// n = 1, spelled out.
+func (m *MemoryStore) decideOne(r *Result, key string, p params, cost, now int64) {
+	rf := m.t.ref(key)
+	mu := &m.t.shards[rf.shard].mu
+	mu.Lock()
+	pos := m.t.findLocked(rf, key)
+	s, found := m.held(rf, pos)
+	s, write := current(s, found, p, now)
+	allowed := passes(s, p, cost)
+	if allowed {
+		s, write = charge(s, p, cost), true
+	}
+	if write {
+		e := entry{state: s, fullAt: expiresAt(s, p)}
+		if pos >= 0 {
+			*m.t.atLocked(rf, pos) = e
+		} else {
+			m.t.insertLocked(rf, key, e, now)
+		}
+	}
+	m.t.tickLocked(rf, now)
+	mu.Unlock()
+	reportOne(r, p, s, allowed, cost, now)
+	r.Source = SourceMemory
+}
+
+// held returns the state of the bucket at pos (-1: none) and whether there
+// is one.
+func (m *MemoryStore) held(rf ref, pos int) (state, bool) {
+	if pos < 0 {
+		return state{}, false
+	}
+	return m.t.atLocked(rf, pos).state, true
+}
+
+// store writes a bucket's new state at pos, or inserts it when pos is -1.
+func (m *MemoryStore) store(rf ref, pos int, key string, s state, p params, now int64) {
+	e := entry{state: s, fullAt: expiresAt(s, p)}
+	if pos >= 0 {
+		*m.t.atLocked(rf, pos) = e
+	} else {
+		m.t.insertLocked(rf, key, e, now)
+	}
 }
 
 // peek is decide without charging or storing anything: ok is true when
@@ -131,4 +221,57 @@ func (m *MemoryStore) Len() int { return m.t.len() }
 // String describes the store for logs.
 func (m *MemoryStore) String() string {
 	return fmt.Sprintf("memory store (%d shards, up to %d keys)", len(m.t.shards), m.t.perShard*len(m.t.shards))
+}
+
+// ProcessNow returns the current time, as time.Now does, with one read of
+// the monotonic clock where time.Now reads the wall clock too (on Linux,
+// two vDSO calls): it adds the monotonic time elapsed since an anchor, a
+// pairing of both clocks by time.Now taken at most anchorEvery earlier.
+//
+// Between anchors the result follows the monotonic clock. NTP slews both
+// clocks alike; a step of the wall clock, or a pause that the monotonic
+// clock does not count, shows up at the next anchor, at most anchorEvery
+// later, and may then move the result (backwards too, which the bucket
+// arithmetic tolerates). The result carries no monotonic reading. Safe for
+// concurrent use; it does not allocate.
+func ProcessNow() time.Time { return time.Unix(0, processClock.nowNs()) }
+
+// anchorEvery bounds how long ProcessNow follows the monotonic clock alone.
+const anchorEvery = time.Second
+
+var processClock = newMonoClock()
+
+// monoClock is ProcessNow's state. base carries a monotonic reading; offset
+// and next change together at each anchor, but a reader that sees one
+// without the other still gets a valid anchor (the previous one or the
+// next).
+type monoClock struct {
+	base   time.Time
+	offset atomic.Int64 // wall ns since the Unix epoch minus monotonic ns since base, at the last anchor
+	next   atomic.Int64 // monotonic ns since base at which to anchor again
+}
+
+func newMonoClock() *monoClock {
+	c := &monoClock{base: time.Now()}
+	c.anchor()
+	return c
+}
+
+// nowNs is ProcessNow in ns since the Unix epoch.
+func (c *monoClock) nowNs() int64 {
+	d := int64(time.Since(c.base))
+	if d >= c.next.Load() {
+		return c.anchor()
+	}
+	return c.offset.Load() + d
+}
+
+// anchor pairs the two clocks afresh and returns the time it read, in ns
+// since the Unix epoch.
+func (c *monoClock) anchor() int64 {
+	t := time.Now()
+	d := int64(t.Sub(c.base))
+	c.offset.Store(t.UnixNano() - d)
+	c.next.Store(d + int64(anchorEvery))
+	return t.UnixNano()
 }

@@ -3,11 +3,12 @@ package limiter
 import (
 	"context"
 	"errors"
-	"fmt"
 	"runtime"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func newMemory(t testing.TB, cfg MemoryConfig) *MemoryStore {
@@ -183,49 +184,138 @@ func TestMemoryStoreZeroAllocs(t *testing.T) {
 			if allocs != 0 {
 				t.Errorf("Allow allocates %.1f times per call, want 0", allocs)
 			}
+			allocs = testing.AllocsPerRun(1000, func() {
+				_, _ = m.AllowNow(tt.req)
+			})
+			if allocs != 0 {
+				t.Errorf("AllowNow allocates %.1f times per call, want 0", allocs)
+			}
 		})
 	}
 }
 
+// TestMemoryStoreAllowNowReadsItsClock: AllowNow decides as Allow does at
+// the instant MemoryConfig.Now gives.
+func TestMemoryStoreAllowNowReadsItsClock(t *testing.T) {
+	tests := []struct {
+		name string
+		req  Request
+	}{
+		{name: "token bucket", req: Request{Buckets: []Bucket{{Key: "caller", Limit: perTen}}, Cost: 3}},
+		{name: "quota", req: Request{Buckets: []Bucket{{Key: "caller:q", Quota: Quota{Limit: 5, Period: QuotaDay}}}, Cost: 2}},
+		{name: "two buckets", req: Request{Buckets: []Bucket{{Key: "caller", Limit: perTen}, {Key: "global", Limit: PerSecond(4)}}, Cost: 1}},
+	}
+	// Steps in ms: within a second, across a refill, back in time, and
+	// across midnight UTC for the quota.
+	steps := []int64{0, 1, 250, 999, 1000, 7_000, 6_000, 86_400_000}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var now time.Time
+			clocked := newMemory(t, MemoryConfig{Now: func() time.Time { return now }})
+			told := newMemory(t, MemoryConfig{})
+			for _, ms := range steps {
+				now = t0.Add(time.Duration(ms) * time.Millisecond)
+				got, err := clocked.AllowNow(tt.req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := told.Allow(tt.req, now)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Fatalf("at +%d ms: AllowNow differs from Allow (-want +got):\n%s", ms, diff)
+				}
+			}
+		})
+	}
+}
+
+// TestProcessNow: ProcessNow lies between two readings of time.Now taken
+// around it, within the rounding of one anchor (the two clocks of an
+// anchor are read microseconds apart).
+func TestProcessNow(t *testing.T) {
+	const slack = time.Millisecond
+	for range 1000 {
+		before := time.Now()
+		got := ProcessNow()
+		after := time.Now()
+		if got.Before(before.Add(-slack)) || got.After(after.Add(slack)) {
+			t.Fatalf("ProcessNow() = %s, want within %s of [%s, %s]", got, slack, before, after)
+		}
+		if got.Location() != time.Local {
+			t.Fatalf("ProcessNow() is in %s, want Local as time.Now", got.Location())
+		}
+	}
+}
+
+// TestMonoClockAnchors: a clock anchors when its anchor is due, and between
+// anchors follows the monotonic clock, never going backwards.
+func TestMonoClockAnchors(t *testing.T) {
+	c := newMonoClock()
+	first := c.next.Load()
+	if since := time.Since(c.base); first < int64(anchorEvery) || first > int64(anchorEvery+since) {
+		t.Fatalf("after the first anchor, next = %d ns, want within [%d, %d]", first, anchorEvery, anchorEvery+since)
+	}
+	c.next.Store(0) // due
+	before := time.Now().UnixNano()
+	got := c.nowNs()
+	if got < before {
+		t.Errorf("anchoring read %d, before time.Now's %d", got, before)
+	}
+	if next := c.next.Load(); next <= first {
+		t.Errorf("anchoring left next at %d, want later than the first anchor's %d", next, first)
+	}
+	prev := got
+	for range 10_000 {
+		c.next.Store(1 << 62) // never due: the monotonic clock alone
+		now := c.nowNs()
+		if now < prev {
+			t.Fatalf("clock went back from %d to %d between anchors", prev, now)
+		}
+		prev = now
+	}
+}
+
 // TestMemoryStoreBytesPerIdleKey measures the heap an idle bucket costs,
-// its key string included (budget: ≤ 200 bytes, docs/BENCHMARKS.md).
+// the key string it keeps included (budget: ≤ 200 bytes, docs/BENCHMARKS.md).
 func TestMemoryStoreBytesPerIdleKey(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates 200k buckets")
 	}
 	const n = 200_000
-	keys := make([]string, n)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("ip:10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
-	}
-	per := bytesPerKey(t, keys)
-	t.Logf("%.0f bytes per idle key (%d keys, key strings of ~%d bytes included)", per, n, len(keys[n-1]))
+	per := bytesPerKey(t, n)
+	t.Logf("%.0f bytes per idle key (%d keys such as %q)", per, n, benchKey(n-1))
 	if per > 200 {
 		t.Errorf("%.0f bytes per idle key, want ≤ 200", per)
 	}
 }
 
-// bytesPerKey returns the heap growth per bucket of a store holding one
-// bucket per key.
-func bytesPerKey(t testing.TB, keys []string) float64 {
+// bytesPerKey returns the heap growth per bucket of a store holding n
+// buckets, keyed benchKey(0..n-1). Each key is built for its request and
+// dropped by the caller, as the authorizer's are, so the store is charged
+// for the strings it keeps.
+func bytesPerKey(t testing.TB, n int) float64 {
 	t.Helper()
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	m := newMemory(t, MemoryConfig{MaxKeys: 2 * len(keys)})
-	req := Request{Buckets: []Bucket{{Limit: perTen}}, Cost: 1}
-	for _, k := range keys {
-		req.Buckets[0].Key = k
+	m := newMemory(t, MemoryConfig{MaxKeys: 2 * n})
+	var buckets [1]Bucket
+	req := Request{Buckets: buckets[:], Cost: 1}
+	for i := range n {
+		buckets[0] = Bucket{Key: benchKey(i), Limit: perTen}
 		if _, err := m.Allow(req, t0); err != nil {
 			t.Fatal(err)
 		}
 	}
+	buckets[0] = Bucket{}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	if got := m.Len(); got != len(keys) {
-		t.Fatalf("store holds %d of %d keys", got, len(keys))
+	if got := m.Len(); got != n {
+		t.Fatalf("store holds %d of %d keys", got, n)
 	}
-	per := float64(after.HeapAlloc-before.HeapAlloc) / float64(m.Len())
+	per := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
 	runtime.KeepAlive(m)
 	return per
 }

@@ -67,7 +67,8 @@ func (r Request) Validate() error {
 	if r.Cost < 1 || r.Cost > MaxCost {
 		return fmt.Errorf("%w: cost %d is outside 1..%d", ErrInvalidRequest, r.Cost, MaxCost)
 	}
-	for i, b := range r.Buckets {
+	for i := range r.Buckets {
+		b := &r.Buckets[i] // not a copy: this runs on every decision
 		if b.Key == "" || len(b.Key) > MaxKeyLen {
 			return fmt.Errorf("%w: bucket %d: key length %d is outside 1..%d", ErrInvalidRequest, i, len(b.Key), MaxKeyLen)
 		}

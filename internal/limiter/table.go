@@ -2,7 +2,6 @@ package limiter
 
 import (
 	"hash/maphash"
-	"strings"
 	"sync"
 )
 
@@ -168,9 +167,11 @@ func (t *table) insertLocked(r ref, key string, e entry, now int64) {
 	if 2*(len(sh.slots)+1) > len(sh.index) { // keep the load at most 1/2
 		sh.grow()
 	}
-	// The key is cloned so that the table never pins a caller's larger
-	// buffer (e.g. a request body the key was sliced from).
-	sh.slots = append(sh.slots, slot{key: strings.Clone(key), hash: r.hash, entry: e})
+	// The key string is kept as given, as a Go map keeps its keys: callers
+	// build keys of their own (a slice of a larger buffer would pin it).
+	// A copy would cost a comparison of bytes on every lookup by the same
+	// string, where equal pointers now settle it.
+	sh.slots = append(sh.slots, slot{key: key, hash: r.hash, entry: e})
 	sh.place(r.hash, int32(len(sh.slots)))
 }
 
