@@ -192,16 +192,12 @@ func (m *MemoryStore) peek(req Request, ps []params, now int64) (r Result, ok bo
 	var st [MaxBuckets]state
 	refuse := false
 	for i, b := range req.Buckets {
-		ref := m.t.ref(b.Key)
-		mu := &m.t.shards[ref.shard].mu
+		rf := m.t.ref(b.Key)
+		mu := &m.t.shards[rf.shard].mu
 		mu.Lock()
-		p := m.t.findLocked(ref, b.Key)
-		found := p >= 0
-		if found {
-			st[i] = m.t.atLocked(ref, p).state
-		}
+		s, found := m.held(rf, m.t.findLocked(rf, b.Key))
 		mu.Unlock()
-		st[i], _ = current(st[i], found, ps[i], now)
+		st[i], _ = current(s, found, ps[i], now)
 		if !passes(st[i], ps[i], req.Cost) {
 			refuse = true
 		}
