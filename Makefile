@@ -5,6 +5,7 @@
 #   make test    the whole suite; installs redis-server, chromium and the npm test tools when missing
 #   make build   linux/arm64 bootstrap binaries for both functions (bin/<function>/bootstrap)
 #   make bench   benchmarks (numbers for docs/BENCHMARKS.md, charts into docs/bench/)
+#   make soak    SOAK_DURATION (10m) of mixed traffic under rolling faults (docs/RELIABILITY.md)
 #
 # `sam build` calls build-AuthorizerFunction / build-PredictFunction with
 # ARTIFACTS_DIR set (BuildMethod: makefile); cmd/local calls the same targets
@@ -17,7 +18,7 @@ NPM_DIR  := tools/node
 GOBUILD   = CGO_ENABLED=0 GOOS=$(GOOS) GOARCH=$(GOARCH) $(GO) build -tags lambda.norpc -trimpath -ldflags "-s -w"
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build build-AuthorizerFunction build-PredictFunction run test test-deps bench fuzz vet clean
+.PHONY: all build build-AuthorizerFunction build-PredictFunction run test test-deps bench soak fuzz vet clean
 
 all: build
 
@@ -75,6 +76,17 @@ bench: test-deps
 	BUCKETGATE_INTEGRATION=1 $(GO) test -run '^$$' -bench 'RoundTrip' -benchmem -benchtime 0.5s ./internal/upstash/
 	BUCKETGATE_INTEGRATION=1 $(GO) test -run '^$$' -bench . -benchmem -benchtime 0.5s ./internal/limiter/ ./internal/predict/
 	cd bench && $(GO) test -run '^$$' -bench . -benchmem
+
+# The soak (not in CI, not in make test): SOAK_DURATION of mixed traffic
+# through start-api with 4 authorizer processes (clocks skewed ±1 s) on real
+# redis-server and dynalite, while a schedule injects overlapping faults and
+# kills processes; prints its invariants (lines starting with SOAK) and
+# plots decisions by source to docs/soak-decisions.svg. SOAK_DURATION=60s
+# for a quick run.
+SOAK_DURATION ?= 10m
+soak: test-deps
+	BUCKETGATE_INTEGRATION=1 BUCKETGATE_SOAK=1 SOAK_DURATION=$(SOAK_DURATION) SOAK_SVG=$(CURDIR)/docs/soak-decisions.svg \
+		$(GO) test -count=1 -v -timeout 60m -run '^TestSoak$$' ./reliability/soak/
 
 # Each fuzz target for FUZZTIME (their seed corpora also run in `make test`).
 FUZZTIME ?= 20s

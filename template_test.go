@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -63,6 +64,7 @@ var designDefaults = map[string]string{
 	"LIMITER_TIMEOUT":          "150ms",
 	"LIMITER_FAILURE_MODE":     "fallback",
 	"LOG_LEVEL":                "info",
+	"AUTH_FAILURE_LIMIT":       "10/minute:burst=20",
 }
 
 func loadTemplate(t *testing.T) *sam.Template {
@@ -422,7 +424,7 @@ func TestTemplateParameters(t *testing.T) {
 			"LimiterTimeout": "80ms", "LimiterFailureMode": "closed", "LogLevel": "debug",
 			"UpstashRedisRestUrl": "https://example.upstash.io", "UpstashRedisRestToken": "tok",
 			"RouteLimits": "POST /predict=10/minute", "GlobalLimit": "100/second", "LimitMessage": "wait {retryAfter}s",
-			"Warmup": "0.5/5m", "LimiterShadow": "true",
+			"Warmup": "0.5/5m", "LimiterShadow": "true", "AuthFailureLimit": "5/minute",
 		}
 		fns, err := tpl.Functions(params)
 		if err != nil {
@@ -435,7 +437,7 @@ func TestTemplateParameters(t *testing.T) {
 			"UPSTASH_REDIS_REST_URL": "https://example.upstash.io", "UPSTASH_REDIS_REST_TOKEN": "tok",
 			"API_KEYS_TABLE": tableID, "API_KEYS_FILE": "",
 			"ROUTE_LIMITS": "POST /predict=10/minute", "GLOBAL_LIMIT": "100/second", "LIMIT_MESSAGE": "wait {retryAfter}s",
-			"WARMUP": "0.5/5m", "LIMITER_SHADOW": "true",
+			"WARMUP": "0.5/5m", "LIMITER_SHADOW": "true", "AUTH_FAILURE_LIMIT": "5/minute",
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("environment mismatch (-want +got):\n%s", diff)
@@ -912,6 +914,14 @@ func checkAuthorizerEvent(t *testing.T, data []byte) {
 	rc := ev.RequestContext
 	got := []string{m[2], m[3], m[4], m[5], m[6], ev.Resource, rc.ResourcePath, rc.HTTPMethod, rc.Path}
 	want := []string{rc.AccountID, rc.APIID, rc.Stage, ev.HTTPMethod, ev.Path, ev.Path, ev.Path, ev.HTTPMethod, "/" + rc.Stage + ev.Path}
+	if strings.Contains(ev.Resource, "{") {
+		// A parameterised resource (/{proxy+}): the resource with its path
+		// parameters addresses the path.
+		want[5], want[6] = ev.Resource, ev.Resource
+		if got, want := authctx.RoutePath(ev.Resource, ev.PathParameters, ""), path.Clean(ev.Path); got != want {
+			t.Errorf("resource %s with parameters %v addresses %s, want the path %s", ev.Resource, ev.PathParameters, got, want)
+		}
+	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("methodArn, resource, path and requestContext disagree (-want +got):\n%s", diff)
 	}

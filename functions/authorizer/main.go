@@ -19,6 +19,7 @@ func main() {
 		log.Error("invalid configuration", "error", err.Error())
 		os.Exit(1)
 	}
+	settings.Now, log = testClock(log) // nil and log itself, except in the soak build (clock_soak.go)
 	h, err := authorizer.Build(context.Background(), settings, log, os.Stdout)
 	if err != nil {
 		log.Error("start-up failed", "error", err.Error())

@@ -205,6 +205,24 @@ func (c *Cache) Lookup(ctx context.Context, key string) (Record, error) {
 	}
 }
 
+// Known reports whether key is cached as a valid key: a lookup found its
+// record within HitTTL+MaxStale (the longest a record may be served, stale
+// while the backend fails), no refresh since found it unknown or revoked,
+// and it has not expired by the cache's clock. It never calls the backend
+// and counts nothing. The authorizer asks it before a lookup, to tell a
+// key it has seen work from an attempt with a made-up one.
+func (c *Cache) Known(key string) bool {
+	if !ValidFormat(key) {
+		return false
+	}
+	hash := Hash(key)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.hits[hash]
+	now := c.cfg.Now()
+	return ok && !e.rec.Expired(now) && c.staleOK(e, now)
+}
+
 // Stats returns the counters and current sizes.
 func (c *Cache) Stats() CacheStats {
 	c.mu.Lock()

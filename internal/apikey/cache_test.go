@@ -482,3 +482,83 @@ func TestCacheConcurrent(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestCacheKnown: Known says whether a key is cached as valid, for as long
+// as Lookup could serve its record (fresh or stale), never after a refresh
+// found it revoked or after it expired, and without calling the backend.
+func TestCacheKnown(t *testing.T) {
+	const (
+		hit   = apikey.DefaultHitTTL
+		stale = apikey.DefaultMaxStale
+	)
+	type step struct {
+		advance   time.Duration
+		backend   func(f *fakeStore, alice issued)
+		lookup    bool // look alice up first
+		wantKnown bool
+	}
+	revoke := func(f *fakeStore, a issued) {
+		r := a.rec
+		r.Revoked, r.RevokedAt = true, time.Now()
+		f.recs[r.Hash] = r
+	}
+	tests := []struct {
+		name    string
+		expires time.Duration // alice's key expires this long after the start; 0: never
+		steps   []step
+	}{
+		{name: "never looked up", steps: []step{{wantKnown: false}}},
+		{name: "found, then for the hit TTL and the stale window", steps: []step{
+			{lookup: true, wantKnown: true},
+			{advance: hit, wantKnown: true},
+			{advance: stale - time.Nanosecond, wantKnown: true},
+			{advance: time.Nanosecond, wantKnown: false},
+		}},
+		{name: "a refresh that finds it revoked forgets it", steps: []step{
+			{lookup: true, wantKnown: true},
+			{advance: hit, backend: revoke, wantKnown: true},
+			{lookup: true, wantKnown: false},
+		}},
+		{name: "expired by the cache's clock", expires: time.Minute / 2, steps: []step{
+			{lookup: true, wantKnown: true},
+			{advance: time.Minute/2 - time.Nanosecond, wantKnown: true},
+			{advance: time.Nanosecond, wantKnown: false},
+		}},
+		{name: "the backend down keeps a known key known", steps: []step{
+			{lookup: true, wantKnown: true},
+			{advance: hit, backend: func(f *fakeStore, _ issued) { f.err = errDown }, lookup: true, wantKnown: true},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := newClock()
+			alice := issue(t, "alice", "premium", clk.Now())
+			if tt.expires > 0 {
+				alice.rec.ExpiresAt = alice.rec.CreatedAt.Add(tt.expires)
+			}
+			backend := newFakeStore(alice.rec)
+			c := apikey.NewCache(backend, apikey.CacheConfig{Now: clk.Now})
+			for i, s := range tt.steps {
+				clk.Advance(s.advance)
+				if s.backend != nil {
+					backend.set(func(f *fakeStore) { s.backend(f, alice) })
+				}
+				if s.lookup {
+					_, _ = c.Lookup(context.Background(), alice.key)
+				}
+				before := backend.count()
+				if got := c.Known(alice.key); got != s.wantKnown {
+					t.Errorf("step %d: Known = %v, want %v", i, got, s.wantKnown)
+				}
+				if calls := backend.count() - before; calls != 0 {
+					t.Errorf("step %d: Known called the backend %d times", i, calls)
+				}
+			}
+			for _, k := range []string{"", "not-a-key", wellFormedUnknownKey(t)} {
+				if c.Known(k) {
+					t.Errorf("Known(%q) = true for a key never found", k)
+				}
+			}
+		})
+	}
+}

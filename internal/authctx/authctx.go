@@ -1,6 +1,8 @@
 // Package authctx is the contract between the authorizer, API Gateway and the
-// functions behind it: the keys of the authorizer's context map, and the
-// rate-limit response headers rendered from them.
+// functions behind it: the keys of the authorizer's context map, the
+// rate-limit response headers rendered from them, and the request path both
+// sides decide on (RoutePath), so that what the authorizer prices and gates
+// is what the function serves.
 //
 // API Gateway copies the authorizer's context into
 // requestContext.authorizer of the proxied request (for an Allow) and makes it

@@ -9,8 +9,12 @@
 //     saw the connection come from; client headers such as X-Forwarded-For
 //     are never read. IPv6 callers are grouped by /64.
 //   - X-Api-Key unknown, revoked, expired, malformed, or given twice with
-//     different values: the error "Unauthorized" (API Gateway's 401).
-//     Nothing is charged.
+//     different values: the error "Unauthorized" (API Gateway's 401),
+//     charging one token from the source address's failed-key bucket
+//     (AUTH_FAILURE_LIMIT, policy "auth-failures") and nothing else. While
+//     that bucket is empty, a key this container has not seen work gets a
+//     Deny (429) instead, and, when this container already knows the bucket
+//     is empty, without a key-store read or an Upstash request (failures.go).
 //   - Key store failing for a key not in the cache: another error, which
 //     template.yaml maps to 503. Known keys keep working from the cache.
 //   - A route under a premium prefix called by another tier: Allow with
@@ -20,8 +24,10 @@
 //     with an honest Retry-After) when one has not, charging none. In
 //     shadow mode a Deny becomes an Allow marked shadowDenied.
 //
-// The principalId is the key's ID or "ip:<address>", never the key. Each
-// decision writes one log line and one CloudWatch EMF line (emf.go).
+// Premium routes and route costs are decided on authctx.RoutePath, the
+// path the function behind routes on too. The principalId is the key's ID
+// or "ip:<address>", never the key. Each decision writes one log line and
+// one CloudWatch EMF line (emf.go).
 package authorizer
 
 import (
@@ -67,6 +73,21 @@ type Limiter interface {
 	Allow(ctx context.Context, req limiter.Request) (limiter.Result, error)
 }
 
+// KnownKeys is implemented by key stores that can tell, without reading
+// their backend, that a key is valid (*apikey.Cache). Without it every key
+// counts as unknown to the failed-key check.
+type KnownKeys interface {
+	Known(key string) bool
+}
+
+// Peeker is implemented by limiters that can refuse a request from what
+// they already hold, without a request and without charging
+// (*limiter.Limiter). Without it the failed-key bucket is only charged,
+// never checked before a key-store read.
+type Peeker interface {
+	Peek(req limiter.Request) (limiter.Result, bool)
+}
+
 // Config configures a Handler. Keys, Limiter and Tiers are required.
 type Config struct {
 	// Keys looks up API keys.
@@ -85,6 +106,11 @@ type Config struct {
 	// Global is one bucket every caller of a rate-limited route shares; the
 	// zero Limit means none.
 	Global limiter.Limit
+	// AuthFailures is each source address's failed-key bucket
+	// (AUTH_FAILURE_LIMIT): one token per unknown, revoked, expired or
+	// malformed key. Never scaled by live factors. The zero Limit means
+	// none: bad keys are only answered 401.
+	AuthFailures limiter.Limit
 	// Message is the 429 body's message (LIMIT_MESSAGE), with {retryAfter},
 	// {tier}, {limit} and {policy} replaced; "" means DefaultMessage.
 	Message string
@@ -120,7 +146,9 @@ type Handler struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *emf
-	fillIn  bool // the message has placeholders
+	fillIn  bool      // the message has placeholders
+	known   KnownKeys // nil: no key is known without a lookup
+	peek    Peeker    // nil: the failed-key bucket is never checked first
 	now     func() time.Time
 }
 
@@ -171,7 +199,14 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Global != (limiter.Limit{}) && maxCost > cfg.Global.Burst {
 		return nil, fmt.Errorf("GLOBAL_LIMIT: ROUTE_COSTS has a route costing %d tokens, more than the global burst of %d: such requests could never pass", maxCost, cfg.Global.Burst)
 	}
+	if cfg.AuthFailures != (limiter.Limit{}) {
+		if err := cfg.AuthFailures.Validate(); err != nil {
+			return nil, fmt.Errorf("AUTH_FAILURE_LIMIT: %w", err)
+		}
+	}
 	h := &Handler{cfg: cfg, log: cfg.Logger, now: cfg.Now}
+	h.known, _ = cfg.Keys.(KnownKeys)
+	h.peek, _ = cfg.Limiter.(Peeker)
 	h.fillIn = strings.Contains(cfg.Message, "{")
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
@@ -196,34 +231,39 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayCustomAuthori
 		log.Error("authorizer event has no methodArn")
 		return events.APIGatewayCustomAuthorizerResponse{}, errors.New("authorizer: event has no methodArn")
 	}
-	path := req.Resource
-	if path == "" {
-		path = req.Path
-	}
+	// One path for pricing, gating and the function's routing; the Route
+	// metric stays the template's resource (bounded).
+	path := authctx.RoutePath(req.Resource, req.PathParameters, req.Path)
 	method := strings.ToUpper(req.HTTPMethod)
 	m := metric{route: routeName(method, req.Resource)}
+	a := attempt{log: log, m: m, start: start, arn: req.MethodArn, path: path,
+		ip: callerIP(req.RequestContext.Identity.SourceIP)}
 
 	key, err := apiKey(req)
+	knownKey := err == nil && key != "" && h.known != nil && h.known.Known(key)
+	if (err != nil || key != "") && !knownKey {
+		// A key this container has not seen work: refused outright while
+		// its address's failed-key bucket is known to be empty.
+		if res, ok := h.failuresExhausted(a); ok {
+			return h.denyFailures(a, res, "known empty"), nil
+		}
+	}
 	if err != nil {
-		log.Info("decision", "decision", "unauthorized", "reason", err.Error(), "route", path)
-		h.record(m.unauthorized(), start)
-		return events.APIGatewayCustomAuthorizerResponse{}, ErrUnauthorized
+		return h.unauthorized(ctx, a, err.Error())
 	}
 	d := authctx.Decision{Tier: AnonymousTier}
 	var own limiter.Policy // the key's own limit, if any
 	if key == "" {
-		d.Caller = "ip:" + callerIP(req.RequestContext.Identity.SourceIP)
+		d.Caller = "ip:" + a.ip
 	} else {
 		lctx, cancel := context.WithTimeout(ctx, h.cfg.KeyTimeout)
 		rec, err := h.cfg.Keys.Lookup(lctx, key)
 		cancel()
 		switch {
 		case errors.Is(err, apikey.ErrNotFound):
-			log.Info("decision", "decision", "unauthorized", "reason", "unknown, revoked or expired key", "route", path)
-			h.record(m.unauthorized(), start)
-			return events.APIGatewayCustomAuthorizerResponse{}, ErrUnauthorized
+			return h.unauthorized(ctx, a, "unknown, revoked, expired or malformed key")
 		case err != nil:
-			log.Error("key store failed", "error", err.Error(), "route", path)
+			log.Error("key store failed", "error", err.Error(), "route", logPath(path))
 			return events.APIGatewayCustomAuthorizerResponse{}, errors.New("authorizer: key store unavailable")
 		}
 		d.Tier, d.Caller, own = rec.Tier, rec.ID, rec.Limit
@@ -241,7 +281,7 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayCustomAuthori
 		d.RequiredTier = h.cfg.PremiumTier
 		d.ForbiddenReason = fmt.Sprintf("this route requires the %s tier", h.cfg.PremiumTier)
 		d.Source = limiter.SourceNone.String()
-		log.Info("decision", "decision", "forbidden", "tier", d.Tier, "caller", d.Caller, "route", path,
+		log.Info("decision", "decision", "forbidden", "tier", d.Tier, "caller", d.Caller, "route", logPath(path),
 			"latencyMs", ms(h.now().Sub(start)))
 		m.outcome = outcomeForbidden
 		h.record(m, start)
@@ -280,7 +320,7 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayCustomAuthori
 	deciding := d.Policies[d.Deciding]
 	m.limit, m.remaining, m.reset = deciding.Limit, deciding.Remaining, res.Buckets[res.Reported].ResetAfter
 	latency := h.now().Sub(start)
-	attrs := []any{"decision", decision, "tier", d.Tier, "caller", d.Caller, "route", path,
+	attrs := []any{"decision", decision, "tier", d.Tier, "caller", d.Caller, "route", logPath(path),
 		"cost", d.Cost, "policy", deciding.Name, "remaining", deciding.Remaining, "source", d.Source, "latencyMs", ms(latency)}
 	if !res.Allowed {
 		attrs = append(attrs, "reason", res.Reason, "retryAfter", d.RetryAfter)

@@ -62,7 +62,7 @@ func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
 // key store (file or DynamoDB) behind a per-container cache. It runs once
 // per container, at init. metrics receives EMF lines (os.Stdout in Lambda).
 func Build(ctx context.Context, s Settings, log *slog.Logger, metrics io.Writer) (*Handler, error) {
-	lcfg := limiter.Config{Timeout: s.Timeout, FailureMode: s.FailureMode, Logger: log, Warmup: s.Warmup}
+	lcfg := limiter.Config{Timeout: s.Timeout, FailureMode: s.FailureMode, Logger: log, Warmup: s.Warmup, Now: s.Now}
 	if s.UpstashConfigured {
 		client, err := upstash.New(s.Upstash)
 		if err != nil {
@@ -124,10 +124,12 @@ func Build(ctx context.Context, s Settings, log *slog.Logger, metrics io.Writer)
 		Costs:         s.Costs,
 		RouteLimits:   s.RouteLimits,
 		Global:        s.Global,
+		AuthFailures:  s.AuthFailures,
 		Message:       s.Message,
 		Shadow:        s.Shadow,
 		PremiumRoutes: s.PremiumRoutes,
 		Logger:        log,
 		Metrics:       metrics,
+		Now:           s.Now,
 	})
 }

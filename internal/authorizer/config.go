@@ -16,6 +16,7 @@ const (
 	DefaultTierLimits    = "anonymous=6/minute:burst=10,authenticated=30/minute:burst=50,premium=120/minute:burst=200"
 	DefaultRouteCosts    = "POST /predict/batch=5"
 	DefaultPremiumRoutes = "/premium/"
+	DefaultAuthFailures  = "10/minute:burst=20"
 	maxLimiterTimeout    = 10 * time.Second
 )
 
@@ -30,6 +31,7 @@ type Settings struct {
 	Costs             limiter.RouteCosts
 	RouteLimits       limiter.RouteLimits
 	Global            limiter.Limit // GLOBAL_LIMIT; zero: none
+	AuthFailures      limiter.Limit // AUTH_FAILURE_LIMIT
 	Message           string        // LIMIT_MESSAGE; "": DefaultMessage
 	Warmup            limiter.Warmup
 	Shadow            bool // LIMITER_SHADOW
@@ -39,6 +41,10 @@ type Settings struct {
 	Timeout           time.Duration
 	FailureMode       limiter.FailureMode
 	LogLevel          slog.Level
+	// Now is the clock of the handler and the limiter; nil means time.Now.
+	// No variable sets it: only a test build of functions/authorizer does
+	// (its soak build skews it), never a production one.
+	Now func() time.Time
 }
 
 // LoadSettings reads the authorizer's settings through getenv (os.Getenv
@@ -76,6 +82,9 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 		if s.Global, err = limiter.ParseLimit(v); err != nil {
 			return s, fmt.Errorf("GLOBAL_LIMIT: %w", err)
 		}
+	}
+	if s.AuthFailures, err = limiter.ParseLimit(get("AUTH_FAILURE_LIMIT", DefaultAuthFailures)); err != nil {
+		return s, fmt.Errorf("AUTH_FAILURE_LIMIT: %w", err)
 	}
 	s.Message = get("LIMIT_MESSAGE", DefaultMessage)
 	if err := checkMessage(s.Message); err != nil {

@@ -46,6 +46,9 @@ type metric struct {
 	upstash                     time.Duration // 0: no Upstash call
 	limit, remaining            int64
 	reset                       time.Duration
+	// shadowDenied marks an unauthorized request whose failed-key bucket
+	// refused it in shadow mode: counted as ShadowDenied under policy.
+	shadowDenied bool
 }
 
 func (m metric) unauthorized() metric {
@@ -174,7 +177,10 @@ func (e *emf) write(m metric, now time.Time, latency time.Duration) {
 	case outcomeShadowDenied:
 		l.Allowed, l.ShadowDenied = 1, 1
 	}
-	denied := m.outcome == outcomeDenied || m.outcome == outcomeShadowDenied
+	if m.shadowDenied {
+		l.ShadowDenied = 1
+	}
+	denied := m.outcome == outcomeDenied || m.outcome == outcomeShadowDenied || m.shadowDenied
 	if denied {
 		l.Policy, l.AWS.CloudWatchMetrics = m.policy, emfDenied
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -62,6 +63,7 @@ func TestEventFixtures(t *testing.T) {
 	type want struct {
 		env          string // the --env-vars file; "" for env.json
 		before       int    // invocations of the same event before the one checked
+		beforeErr    bool   // those are refused as Unauthorized (else allowed)
 		unauthorized bool
 		effect       string
 		context      map[string]interface{} // compared key by key
@@ -79,7 +81,18 @@ func TestEventFixtures(t *testing.T) {
 			"cost": "5"}},
 		"authorizer-premium-route-authenticated.json": {effect: "Allow", context: map[string]interface{}{
 			"tier": "authenticated", "forbidden": "true", "requiredTier": "premium", "source": "none"}},
-		"authorizer-unknown-key.json":   {unauthorized: true},
+		"authorizer-unknown-key.json": {unauthorized: true},
+		// AUTH_FAILURE_LIMIT's default burst of 20 failed keys from one
+		// address, then a 429 naming the failed-key bucket, refilling one
+		// token every 6 s.
+		"authorizer-failed-key-attempts.json": {before: 20, beforeErr: true, effect: "Deny", context: map[string]interface{}{
+			"tier": "none", "caller": "ip:203.0.113.99", "policy": "auth-failures", "limit": "20", "remaining": "0",
+			"retryAfter": "6", "source": "cache"}},
+		// Behind a /{proxy+} resource the path decides, as in the function.
+		"authorizer-proxy-premium-route.json": {effect: "Allow", context: map[string]interface{}{
+			"tier": "authenticated", "forbidden": "true", "requiredTier": "premium", "source": "none"}},
+		"authorizer-proxy-batch-route.json": {effect: "Allow", context: map[string]interface{}{
+			"cost": "5"}},
 		"authorizer-revoked-key.json":   {unauthorized: true},
 		"authorizer-malformed-key.json": {unauthorized: true},
 		// A key with its own limit and a quota of 3 a day: the fourth
@@ -132,7 +145,14 @@ func TestEventFixtures(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			for i := 0; i < w.before; i++ {
-				if r, err := h.Handle(ctx, ev); err != nil || r.PolicyDocument.Statement[0].Effect != "Allow" {
+				r, err := h.Handle(ctx, ev)
+				if w.beforeErr {
+					if !errors.Is(err, ErrUnauthorized) {
+						t.Fatalf("invocation %d before the checked one: %v, want Unauthorized", i+1, err)
+					}
+					continue
+				}
+				if err != nil || r.PolicyDocument.Statement[0].Effect != "Allow" {
 					t.Fatalf("invocation %d before the checked one: %+v, %v", i+1, r.Context, err)
 				}
 			}

@@ -19,7 +19,7 @@ import (
 )
 
 // fuzzHandler is an authorizer on a memory-only limiter and a key file with
-// one authenticated and one premium key.
+// one authenticated and one premium key, with failed-key throttling.
 func fuzzHandler(f *testing.F) (*authorizer.Handler, []string) {
 	f.Helper()
 	path := filepath.Join(f.TempDir(), "keys.json")
@@ -50,12 +50,17 @@ func fuzzHandler(f *testing.F) (*authorizer.Handler, []string) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	failures, err := limiter.ParseLimit(authorizer.DefaultAuthFailures)
+	if err != nil {
+		f.Fatal(err)
+	}
 	h, err := authorizer.New(authorizer.Config{
 		Keys:          apikey.NewCache(fs, apikey.CacheConfig{}),
 		Limiter:       lim,
 		Tiers:         tiers,
 		Costs:         costs,
 		PremiumRoutes: []string{"/premium/"},
+		AuthFailures:  failures, // bad keys soon meet the failed-key 429
 	})
 	if err != nil {
 		f.Fatal(err)

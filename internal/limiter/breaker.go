@@ -85,6 +85,15 @@ func (b *breaker) abandon(probe bool) {
 	b.mu.Unlock()
 }
 
+// skipping reports whether a call at now would skip the store: the
+// breaker is open and its cooldown has not passed, or its probe is in
+// flight. Unlike allow, it changes nothing.
+func (b *breaker) skipping(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.open && (b.probing || now.Sub(b.openedAt) < b.cooldown)
+}
+
 func (b *breaker) isOpen() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -10,7 +10,8 @@
 // key) or this container wrote last — an allowed decision costs 1+N commands
 // for N buckets; otherwise the script repairs its write in the same call
 // (3 for one bucket), so no other call ever sees it. Denials charge nothing,
-// and repeated ones are answered from memory without a request.
+// and repeated ones are answered from memory without a request (Peek asks
+// the same question without deciding: the authorizer's failed-key check).
 //
 // Amounts are exact integers (bucket.go: 86,400,000 units per token) that
 // Lua's doubles hold; live factors (cmd/limits) and warm-up scale token

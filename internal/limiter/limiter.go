@@ -212,19 +212,63 @@ func (l *Limiter) Allow(ctx context.Context, req Request) (Result, error) {
 	return l.fail(req, now, why, err, r.UpstashLatency), nil
 }
 
+// Peek answers req from what this container already holds, without a
+// request to Upstash and without charging anything. ok is true when that
+// proves Allow would deny req now; r is then that denial, counted in Stats
+// like one. ok is false when only Allow can tell (nothing is remembered,
+// or what is remembered could pay), and for an invalid request.
+//
+// Where it looks is where Allow would decide: the memory store in
+// memory-only mode, and in FailFallback mode while the circuit breaker
+// skips Upstash (Source "memory"); otherwise what the Upstash store last
+// saw of each bucket (Source "cache"), an upper bound on what another
+// container may have left (see the package documentation's clock note for
+// the one exception). With FailOpen or FailClosed and the breaker
+// skipping, ok is false: Allow decides by the failure mode.
+//
+// The authorizer uses it to refuse an attempt from an address whose
+// failed-key bucket is known to be empty before it reads the key store.
+func (l *Limiter) Peek(req Request) (r Result, ok bool) {
+	if req.Validate() != nil {
+		return Result{}, false
+	}
+	now := l.now()
+	switch {
+	case l.shared == nil || (l.breaker.skipping(now) && l.mode == FailFallback):
+		nowMs := now.UnixMilli()
+		var ps [MaxBuckets]params
+		resolve(req, l.localFactors(req.Tier, nowMs), now, ps[:len(req.Buckets)])
+		r, ok = l.local.peek(req, ps[:len(req.Buckets)], nowMs)
+	case l.breaker.skipping(now):
+		return Result{}, false
+	default:
+		r, ok = l.shared.cached(req, now)
+	}
+	if ok {
+		l.stats.count(r)
+	}
+	return r, ok
+}
+
 // decideLocal decides on this container's memory store, with the live
 // factors last seen (memory-only: warm-up from this container's start).
 func (l *Limiter) decideLocal(req Request, now time.Time) Result {
 	nowMs := now.UnixMilli()
-	f := liveFactors(nil, req.Tier, l.warm.ppmAt(l.born, nowMs), nowMs)
-	if l.shared != nil {
-		f = l.shared.factors(req.Tier, nowMs)
-	}
 	var ps [MaxBuckets]params
-	resolve(req, f, now, ps[:len(req.Buckets)])
+	resolve(req, l.localFactors(req.Tier, nowMs), now, ps[:len(req.Buckets)])
 	r := l.local.decide(req, ps[:len(req.Buckets)], nowMs)
 	l.stats.count(r)
 	return r
+}
+
+// localFactors are the factors the memory store decides with at now (ms):
+// the live settings last seen, and warm-up (memory-only: from this
+// container's start).
+func (l *Limiter) localFactors(tier string, nowMs int64) factors {
+	if l.shared != nil {
+		return l.shared.factors(tier, nowMs)
+	}
+	return liveFactors(nil, tier, l.warm.ppmAt(l.born, nowMs), nowMs)
 }
 
 // fail decides req by the failure mode, after Upstash failed for reason

@@ -185,6 +185,31 @@ func (m *MemoryStore) store(rf ref, pos int, key string, s state, p params, now 
 	}
 }
 
+// peek is decide without charging or storing anything: ok is true when
+// some bucket cannot pay req's cost at now, r being that denial.
+func (m *MemoryStore) peek(req Request, ps []params, now int64) (r Result, ok bool) {
+	n := len(req.Buckets)
+	var st [MaxBuckets]state
+	refuse := false
+	for i, b := range req.Buckets {
+		rf := m.t.ref(b.Key)
+		mu := &m.t.shards[rf.shard].mu
+		mu.Lock()
+		s, found := m.held(rf, m.t.findLocked(rf, b.Key))
+		mu.Unlock()
+		st[i], _ = current(s, found, ps[i], now)
+		if !passes(st[i], ps[i], req.Cost) {
+			refuse = true
+		}
+	}
+	if !refuse {
+		return Result{}, false
+	}
+	r = report(n, ps, st[:n], false, req.Cost, now)
+	r.Source = SourceMemory
+	return r, true
+}
+
 // Len returns the number of buckets held. It locks every shard in turn; use
 // it for metrics, not on the hot path.
 func (m *MemoryStore) Len() int { return m.t.len() }

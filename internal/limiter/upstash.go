@@ -268,7 +268,10 @@ func (u *UpstashStore) cached(req Request, now time.Time) (Result, bool) {
 	isFresh := fresh(u.readAt, nowMs, u.ttl)
 	scales, warmStart := u.scales, u.warmStart
 	u.mu.Unlock()
-	if !isFresh || (!u.warm.IsZero() && warmStart == 0 && u.warm.Version != "") {
+	// Live settings and warm-up scale token buckets of ScopeAll and
+	// ScopeTier only: a request of unscaled buckets (ScopeNone, quotas)
+	// reads the same numbers however stale they are.
+	if !unscaledOnly(req) && (!isFresh || (!u.warm.IsZero() && warmStart == 0 && u.warm.Version != "")) {
 		return Result{}, false
 	}
 	n := len(req.Buckets)
@@ -300,6 +303,17 @@ func (u *UpstashStore) cached(req Request, now time.Time) (Result, bool) {
 	r := report(n, ps[:n], st[:n], false, req.Cost, nowMs)
 	r.Source = SourceCache
 	return r, true
+}
+
+// unscaledOnly reports whether no live factor or warm-up scales any of
+// req's buckets.
+func unscaledOnly(req Request) bool {
+	for _, b := range req.Buckets {
+		if b.Quota.IsZero() && b.Scope != ScopeNone {
+			return false
+		}
+	}
+	return true
 }
 
 // factors returns the factors for the memory fallback: the last live

@@ -179,16 +179,11 @@ func logMethod(method string) string {
 	return "other"
 }
 
-// lookup finds the route by API Gateway resource, then by path.
+// lookup finds the route on the path the authorizer priced and gated
+// (authctx.RoutePath: the resource with its path parameters, so routing
+// works the same behind /{proxy+} and a custom domain's base path).
 func (h *Handler) lookup(req events.APIGatewayProxyRequest) *route {
-	if rt, ok := h.routes[req.Resource]; ok {
-		return rt
-	}
-	p := req.Path // not requestContext.path, which starts with the stage
-	if len(p) > 1 {
-		p = strings.TrimSuffix(p, "/")
-	}
-	return h.routes[p]
+	return h.routes[authctx.RoutePath(req.Resource, req.PathParameters, req.Path)]
 }
 
 func (h *Handler) serve(rt *route, method string, req events.APIGatewayProxyRequest, echo authctx.Echo, hasCtx bool) answer {
