@@ -5,7 +5,10 @@ import (
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/bucketgate/bucketgate/internal/authctx"
 	"io"
 	"log/slog"
 	"os"
@@ -117,6 +120,7 @@ func Build(ctx context.Context, s Settings, log *slog.Logger, metrics io.Writer)
 		keys = ds
 	}
 
+	warmCodecs()
 	return New(Config{
 		Keys:          apikey.NewCache(keys, apikey.CacheConfig{}),
 		Limiter:       lim,
@@ -132,4 +136,17 @@ func Build(ctx context.Context, s Settings, log *slog.Logger, metrics io.Writer)
 		Metrics:       metrics,
 		Now:           s.Now,
 	})
+}
+
+// warmCodecs runs, once at init, the JSON work every decision does — the
+// runtime decoding the event, the response and the EMF line encoded — so
+// that encoding/json builds its per-type codecs before the first request,
+// not during it (docs/BENCHMARKS.md, "First decision of a cold container").
+// It writes and charges nothing.
+func warmCodecs() {
+	var ev events.APIGatewayCustomAuthorizerRequestTypeRequest
+	_ = json.Unmarshal([]byte(`{"type":"REQUEST","methodArn":"arn:aws:execute-api:us-east-1:1:a/v1/GET/x","resource":"/x","path":"/x","httpMethod":"GET","headers":{"a":"b"},"multiValueHeaders":{"a":["b"]},"requestContext":{"identity":{"sourceIp":"192.0.2.1"}}}`), &ev)
+	d := authctx.Decision{Tier: AnonymousTier, Caller: "ip:192.0.2.1", Policies: []authctx.Policy{{Name: AnonymousTier}}}
+	_, _ = json.Marshal(policy(d.Caller, "Allow", ev.MethodArn, d))
+	_, _ = json.Marshal(emfLine{})
 }

@@ -74,6 +74,16 @@ func (b *breaker) failure(now time.Time, probe bool) (opened bool) {
 	return false
 }
 
+// trip opens the breaker now, whatever the count: for a failure that says
+// the next calls would wait out their timeout too.
+func (b *breaker) trip(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.open {
+		b.open, b.openedAt, b.fails = true, now, 0
+	}
+}
+
 // abandon records a call whose outcome says nothing about the store (the
 // caller's context ended first). A probe's slot is freed for the next caller.
 func (b *breaker) abandon(probe bool) {

@@ -153,7 +153,24 @@ func (l *Limiter) Prime(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
-	return l.shared.prime(ctx, l.now())
+	err := l.shared.prime(ctx, l.now())
+	if err == nil {
+		return nil
+	}
+	switch classify(err) {
+	case failTimeout:
+		// Upstash took the connection but did not answer within the whole
+		// timeout: the first decisions would wait as long. Skip it for a
+		// cooldown; the breaker's probe finds it when it answers.
+		l.breaker.trip(l.now())
+		l.stats.breakerOpened.Add(1)
+		l.logEvent(l.now(), eventBreakerOpened, err)
+	case failError, failAuth:
+		if l.breaker.failure(l.now(), false) {
+			l.stats.breakerOpened.Add(1)
+		}
+	}
+	return err
 }
 
 // Allow decides req: Cost tokens from every bucket, or none. The error is

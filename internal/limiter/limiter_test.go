@@ -831,4 +831,24 @@ func TestPrime(t *testing.T) {
 	if r := down.allow(t, "k", perTen, 1); !r.Allowed || r.Source != SourceMemory {
 		t.Errorf("decision after a failed Prime: %+v, want an allowed fallback", viewOf(r))
 	}
+
+	// Upstash takes the connection and never answers: Prime waits its
+	// timeout once, and the breaker spares the first decisions the same wait.
+	hung := newHarness(t, Config{Timeout: 50 * time.Millisecond})
+	hung.shared.setFault(blockUntilGone)
+	if err := hung.l.Prime(context.Background()); err == nil {
+		t.Fatal("Prime with Upstash hanging: no error")
+	}
+	calls := hung.shared.calls.Load()
+	for i := 0; i < 3; i++ {
+		if r := hung.allow(t, "k", perTen, 1); r.Source != SourceMemory {
+			t.Fatalf("decision %d after a hung Prime: source %v, want memory", i, r.Source)
+		}
+	}
+	if got := hung.shared.calls.Load() - calls; got != 0 {
+		t.Errorf("%d requests to a hung Upstash after Prime, want 0 during the cooldown", got)
+	}
+	if s := hung.l.Stats(); !s.BreakerIsOpen || s.CircuitOpen != 3 {
+		t.Errorf("stats %+v, want the breaker open and 3 decisions skipping Upstash", s)
+	}
 }
