@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/bucketgate/bucketgate/internal/authctx"
 	"io"
 	"log/slog"
 	"os"
@@ -120,8 +119,7 @@ func Build(ctx context.Context, s Settings, log *slog.Logger, metrics io.Writer)
 		keys = ds
 	}
 
-	warmCodecs()
-	return New(Config{
+	h, err := New(Config{
 		Keys:          apikey.NewCache(keys, apikey.CacheConfig{}),
 		Limiter:       lim,
 		Tiers:         s.Tiers,
@@ -136,17 +134,42 @@ func Build(ctx context.Context, s Settings, log *slog.Logger, metrics io.Writer)
 		Metrics:       metrics,
 		Now:           s.Now,
 	})
+	if err != nil {
+		return nil, err
+	}
+	h.warm(ctx)
+	return h, nil
 }
 
-// warmCodecs runs, once at init, the JSON work every decision does — the
-// runtime decoding the event, the response and the EMF line encoded — so
-// that encoding/json builds its per-type codecs before the first request,
-// not during it (docs/BENCHMARKS.md, "First decision of a cold container").
-// It writes and charges nothing.
-func warmCodecs() {
+// warm makes one decision at init, end to end but on nothing: an
+// anonymous request through a copy of the handler whose limiter answers
+// without a store and whose logs and metrics go nowhere. The code every
+// decision runs for the first time in a process (encoding/json building
+// its per-type codecs for the event, the response and the EMF line; the
+// JSON logger; the policy assembly) then runs here, in init, rather than
+// in the first request (docs/BENCHMARKS.md, "First decision of a cold
+// container"). Nothing is charged, written or counted.
+func (h *Handler) warm(ctx context.Context) {
+	w := &Handler{cfg: h.cfg, fillIn: h.fillIn, now: h.now,
+		log: slog.New(slog.NewJSONHandler(io.Discard, nil)), metrics: &emf{w: io.Discard}}
+	w.cfg.Limiter = nothingLimiter{}
 	var ev events.APIGatewayCustomAuthorizerRequestTypeRequest
-	_ = json.Unmarshal([]byte(`{"type":"REQUEST","methodArn":"arn:aws:execute-api:us-east-1:1:a/v1/GET/x","resource":"/x","path":"/x","httpMethod":"GET","headers":{"a":"b"},"multiValueHeaders":{"a":["b"]},"requestContext":{"identity":{"sourceIp":"192.0.2.1"}}}`), &ev)
-	d := authctx.Decision{Tier: AnonymousTier, Caller: "ip:192.0.2.1", Policies: []authctx.Policy{{Name: AnonymousTier}}}
-	_, _ = json.Marshal(policy(d.Caller, "Allow", ev.MethodArn, d))
-	_, _ = json.Marshal(emfLine{})
+	raw := []byte(`{"type":"REQUEST","methodArn":"arn:aws:execute-api:us-east-1:123456789012:init/v1/POST/predict","resource":"/predict","path":"/predict","httpMethod":"POST","headers":{"Accept":"*/*"},"multiValueHeaders":{"Accept":["*/*"]},"requestContext":{"requestId":"init","identity":{"sourceIp":"192.0.2.1"}}}`)
+	if json.Unmarshal(raw, &ev) != nil {
+		return
+	}
+	if res, err := w.Handle(ctx, ev); err == nil {
+		_, _ = json.Marshal(res)
+	}
+}
+
+// nothingLimiter allows every request on full buckets, with no store.
+type nothingLimiter struct{}
+
+func (nothingLimiter) Allow(_ context.Context, req limiter.Request) (limiter.Result, error) {
+	r := limiter.Result{Allowed: true, N: len(req.Buckets), Source: limiter.SourceNone}
+	for i, b := range req.Buckets {
+		r.Buckets[i] = limiter.BucketState{Limit: b.Limit.Burst, Remaining: b.Limit.Burst, Window: b.Limit.Window()}
+	}
+	return r, nil
 }

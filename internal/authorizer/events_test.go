@@ -185,3 +185,27 @@ func TestEventFixtures(t *testing.T) {
 		})
 	}
 }
+
+// TestBuildWarmsWithoutSideEffects: Build makes a decision at init to warm
+// the code path, on nothing — no bucket key in Redis, no log line about a
+// decision, no metrics line.
+func TestBuildWarmsWithoutSideEffects(t *testing.T) {
+	up := upstashtest.StartRedis(t)
+	s, err := LoadSettings(eventEnv(t, up, "env.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs, metrics bytes.Buffer
+	if _, err := Build(context.Background(), s, NewLogger(&logs, 0), &metrics); err != nil {
+		t.Fatal(err)
+	}
+	if metrics.Len() != 0 {
+		t.Errorf("Build wrote metrics: %s", metrics.String())
+	}
+	if strings.Contains(logs.String(), `"decision"`) {
+		t.Errorf("Build logged a decision: %s", logs.String())
+	}
+	if keys := up.Redis.Do(t, "KEYS", "*"); keys != "" {
+		t.Errorf("Build left keys in Redis: %q", keys)
+	}
+}
