@@ -13,7 +13,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
@@ -26,6 +25,7 @@ import (
 	"github.com/bucketgate/bucketgate/internal/apikey"
 	"github.com/bucketgate/bucketgate/internal/local/startapi"
 	"github.com/bucketgate/bucketgate/internal/local/startapi/dashboard"
+	"github.com/bucketgate/bucketgate/internal/testutil/apitest"
 	"github.com/bucketgate/bucketgate/internal/testutil/fnbuild"
 	"github.com/bucketgate/bucketgate/internal/testutil/syncbuf"
 	"github.com/bucketgate/bucketgate/internal/testutil/upstashtest"
@@ -70,22 +70,9 @@ func startLocal(t *testing.T, env map[string]string) *localStack {
 	for k, v := range env {
 		vars[k] = v
 	}
-	app, err := startapi.StartAPI(context.Background(), startapi.Options{
+	_, srv := apitest.Serve(t, startapi.Options{
 		Template: "template.yaml", Prebuilt: fnbuild.Binaries(t, "."), Logs: s.logs,
 		EnvVars: startapi.EnvVars{"Parameters": vars},
-	})
-	if err != nil {
-		t.Fatalf("StartAPI: %v", err)
-	}
-	srv := httptest.NewServer(app.Handler())
-	t.Cleanup(func() {
-		srv.Close()
-		if err := app.Close(); err != nil {
-			t.Errorf("closing the app: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("start-api output:\n%s", s.logs)
-		}
 	})
 	s.base = srv.URL
 	return s

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bucketgate/bucketgate/internal/testutil/apitest"
 	"github.com/bucketgate/bucketgate/internal/testutil/fnbuild"
 
 	"github.com/bucketgate/bucketgate/internal/testutil/syncbuf"
@@ -135,30 +135,17 @@ func launch(t testing.TB, opts options) *stack {
 		vars[k] = v
 	}
 	s.logs = &syncbuf.Buffer{}
-	app, err := startapi.StartAPI(ctx, startapi.Options{
+	app, srv := apitest.Serve(t, startapi.Options{
 		Template: template,
 		Prebuilt: exes,
 		Logs:     s.logs,
 		EnvVars:  startapi.EnvVars{"Parameters": vars},
 		MaxProcs: opts.maxProcs,
 	})
-	if err != nil {
-		t.Fatalf("StartAPI: %v", err)
-	}
 	if app.UpstashURL() != "" {
 		t.Fatal("an embedded Upstash endpoint was started although UPSTASH_REDIS_REST_URL is set")
 	}
 	s.app = app
-	srv := httptest.NewServer(app.Handler())
-	t.Cleanup(func() {
-		srv.Close()
-		if err := app.Close(); err != nil {
-			t.Errorf("closing the app: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("function and gateway logs:\n%s", s.logs)
-		}
-	})
 	s.base = srv.URL
 	return s
 }

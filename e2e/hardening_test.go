@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -21,6 +20,7 @@ import (
 	"github.com/bucketgate/bucketgate/internal/authorizer"
 	"github.com/bucketgate/bucketgate/internal/local/sam"
 	"github.com/bucketgate/bucketgate/internal/local/startapi"
+	"github.com/bucketgate/bucketgate/internal/testutil/apitest"
 	"github.com/bucketgate/bucketgate/internal/testutil/dynamotest"
 	"github.com/bucketgate/bucketgate/internal/testutil/faultproxy"
 	"github.com/bucketgate/bucketgate/internal/testutil/syncbuf"
@@ -80,30 +80,13 @@ func startDynamo(t *testing.T, tmpl string, env map[string]string) *dynamoStack 
 		"AWS_ENDPOINT_URL_DYNAMODB": px.URL,
 	}
 	logs := &syncbuf.Buffer{}
-	app, err := startapi.StartAPI(context.Background(), startapi.Options{
+	_, srv := apitest.Serve(t, startapi.Options{
 		Template: tmpl,
 		Prebuilt: exes,
 		Logs:     logs,
 		MaxProcs: 1,
 		EnvVars:  startapi.EnvVars{"Parameters": vars},
 		Getenv:   func(k string) string { return host[k] },
-	})
-	if err != nil {
-		t.Fatalf("StartAPI: %v", err)
-	}
-	srv := httptest.NewServer(app.Gateway)
-	t.Cleanup(func() {
-		srv.Close()
-		if err := app.Close(); err != nil {
-			t.Errorf("closing the app: %v", err)
-		}
-		if t.Failed() {
-			out := logs.String()
-			if len(out) > 30000 {
-				out = "...\n" + out[len(out)-30000:]
-			}
-			t.Logf("function and gateway logs (tail):\n%s", out)
-		}
 	})
 	s.base = srv.URL
 	return &dynamoStack{stack: s, keyReads: px, logs: logs}

@@ -2,19 +2,18 @@ package reliability_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/bucketgate/bucketgate/internal/testutil/apitest"
 	"github.com/bucketgate/bucketgate/internal/testutil/fnbuild"
 
 	"github.com/bucketgate/bucketgate/internal/local/startapi"
@@ -67,30 +66,13 @@ func startLocalAPIWith(t *testing.T, env map[string]string, maxProcs int, getenv
 		vars[k] = v
 	}
 	logs := &logSink{}
-	app, err := startapi.StartAPI(context.Background(), startapi.Options{
+	app, srv := apitest.Serve(t, startapi.Options{
 		Template: templatePath,
 		Prebuilt: exes,
 		Logs:     logs,
 		EnvVars:  startapi.EnvVars{"Parameters": vars},
 		MaxProcs: maxProcs,
 		Getenv:   getenv, // not the real host's: no AWS settings leak in
-	})
-	if err != nil {
-		t.Fatalf("StartAPI: %v", err)
-	}
-	srv := httptest.NewServer(app.Gateway)
-	t.Cleanup(func() {
-		srv.Close()
-		if err := app.Close(); err != nil {
-			t.Errorf("closing the app: %v", err)
-		}
-		if t.Failed() {
-			out := logs.String()
-			if len(out) > 20000 {
-				out = "...\n" + out[len(out)-20000:]
-			}
-			t.Logf("start-api output (tail):\n%s", out)
-		}
 	})
 	return &localAPI{URL: srv.URL, App: app, Logs: logs}
 }

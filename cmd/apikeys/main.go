@@ -58,6 +58,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/bucketgate/bucketgate/internal/apikey"
+	"github.com/bucketgate/bucketgate/internal/cmdline"
 	"github.com/bucketgate/bucketgate/internal/limiter"
 )
 
@@ -84,37 +85,16 @@ func main() {
 	os.Exit(code)
 }
 
-// usageError is a mistake on the command line (exit 2).
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
-
 // run executes one command and returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	err := dispatch(ctx, args, stdout, stderr)
-	var ue usageError
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprint(stderr, usage)
-		return 0
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "apikeys: %s\n%s", ue.msg, usage)
-		return 2
-	default:
-		fmt.Fprintf(stderr, "apikeys: %v\n", err)
-		return 1
-	}
+	return cmdline.Exit("apikeys", usage, dispatch(ctx, args, stdout, stderr), stderr)
 }
 
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usagef("missing command")
+		return cmdline.Usagef("missing command")
 	}
 	cmd, args := args[0], args[1:]
 	fs := flag.NewFlagSet("apikeys "+cmd, flag.ContinueOnError)
@@ -138,18 +118,18 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "help", "-h", "-help", "--help":
 		return flag.ErrHelp
 	default:
-		return usagef("unknown command %q", cmd)
+		return cmdline.Usagef("unknown command %q", cmd)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return usagef("%s: %v", cmd, err)
+		return cmdline.Usagef("%s: %v", cmd, err)
 	}
 	rest := fs.Args()
 	for _, a := range rest {
 		if strings.HasPrefix(a, "-") {
-			return usagef("%s: flags come before arguments (found %s after one)", cmd, a)
+			return cmdline.Usagef("%s: flags come before arguments (found %s after one)", cmd, a)
 		}
 	}
 	set := map[string]bool{}
@@ -158,10 +138,10 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	if cmd == "create-table" {
 		if *file != "" || *table == "" {
-			return usagef("create-table needs --table (and no --file)")
+			return cmdline.Usagef("create-table needs --table (and no --file)")
 		}
 		if len(rest) != 0 {
-			return usagef("create-table takes no arguments")
+			return cmdline.Usagef("create-table takes no arguments")
 		}
 		client, err := dynamoClient(ctx, *region)
 		if err != nil {
@@ -174,10 +154,10 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	if (*file == "") == (*table == "") {
-		return usagef("%s needs exactly one of --file and --table", cmd)
+		return cmdline.Usagef("%s needs exactly one of --file and --table", cmd)
 	}
 	if *file != "" && *region != "" {
-		return usagef("--region goes with --table")
+		return cmdline.Usagef("--region goes with --table")
 	}
 	var (
 		limit     limiter.Policy
@@ -187,13 +167,13 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	switch cmd {
 	case "create":
 		if len(rest) != 0 {
-			return usagef("create takes no arguments; got %d", len(rest))
+			return cmdline.Usagef("create takes no arguments; got %d", len(rest))
 		}
 		if err := checkTier(*tier, *customTier); err != nil {
 			return err
 		}
 		if strings.TrimSpace(*name) == "" {
-			return usagef("create needs --name")
+			return cmdline.Usagef("create needs --name")
 		}
 		if set["limit"] {
 			if limit, err = parseLimit(*limitFlag); err != nil {
@@ -207,7 +187,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	case "set-limit":
 		if set["limit"] == *clearLimit {
-			return usagef("set-limit needs exactly one of --limit and --clear")
+			return cmdline.Usagef("set-limit needs exactly one of --limit and --clear")
 		}
 		if !*clearLimit {
 			if limit, err = parseLimit(*limitFlag); err != nil {
@@ -219,7 +199,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	case "list":
 		if len(rest) != 0 {
-			return usagef("list takes no arguments")
+			return cmdline.Usagef("list takes no arguments")
 		}
 	case "revoke":
 		if err := checkIDArg(cmd, rest); err != nil {
@@ -255,14 +235,14 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // mistake.
 func checkIDArg(cmd string, args []string) error {
 	if len(args) != 1 {
-		return usagef("%s takes one key ID after the flags; got %d arguments", cmd, len(args))
+		return cmdline.Usagef("%s takes one key ID after the flags; got %d arguments", cmd, len(args))
 	}
 	if looksLikeKey(args[0]) {
 		// Never echo it: it is (or looks like) a secret.
-		return usagef("%s takes a key's ID (%s...), not the key itself; `apikeys list` shows the IDs", cmd, apikey.IDPrefix)
+		return cmdline.Usagef("%s takes a key's ID (%s...), not the key itself; `apikeys list` shows the IDs", cmd, apikey.IDPrefix)
 	}
 	if !apikey.ValidID(args[0]) {
-		return usagef("%s: %q is not a key ID (%s + 16 characters of a-z and 2-7); `apikeys list` shows the IDs", cmd, args[0], apikey.IDPrefix)
+		return cmdline.Usagef("%s: %q is not a key ID (%s + 16 characters of a-z and 2-7); `apikeys list` shows the IDs", cmd, args[0], apikey.IDPrefix)
 	}
 	return nil
 }
@@ -274,17 +254,17 @@ func looksLikeKey(s string) bool { return strings.Contains(s, apikey.Prefix) }
 // parseLimit reads --limit; the error names the flag and the bad part.
 func parseLimit(s string) (limiter.Policy, error) {
 	if looksLikeKey(s) {
-		return limiter.Policy{}, usagef("--limit: want RATE/PERIOD[:burst=N][:quota=N/QPERIOD], got something that looks like an API key (not shown)")
+		return limiter.Policy{}, cmdline.Usagef("--limit: want RATE/PERIOD[:burst=N][:quota=N/QPERIOD], got something that looks like an API key (not shown)")
 	}
 	if strings.TrimSpace(s) == "" {
-		return limiter.Policy{}, usagef("--limit is empty: want RATE/PERIOD[:burst=N][:quota=N/QPERIOD] (or, with set-limit, --clear)")
+		return limiter.Policy{}, cmdline.Usagef("--limit is empty: want RATE/PERIOD[:burst=N][:quota=N/QPERIOD] (or, with set-limit, --clear)")
 	}
 	p, err := limiter.ParsePolicy(s)
 	if err != nil {
-		return limiter.Policy{}, usagef("--limit: %v", err)
+		return limiter.Policy{}, cmdline.Usagef("--limit: %v", err)
 	}
 	if err := apikey.ValidateLimit(p); err != nil { // cannot fail for a parsed policy; checked all the same
-		return limiter.Policy{}, usagef("--limit: %v", err)
+		return limiter.Policy{}, cmdline.Usagef("--limit: %v", err)
 	}
 	return p, nil
 }
@@ -292,14 +272,14 @@ func parseLimit(s string) (limiter.Policy, error) {
 // parseExpires reads --expires: an RFC 3339 time after now.
 func parseExpires(s string, now time.Time) (time.Time, error) {
 	if looksLikeKey(s) {
-		return time.Time{}, usagef("--expires: want an RFC 3339 time, got something that looks like an API key (not shown)")
+		return time.Time{}, cmdline.Usagef("--expires: want an RFC 3339 time, got something that looks like an API key (not shown)")
 	}
 	t, err := time.Parse(time.RFC3339, strings.TrimSpace(s))
 	if err != nil {
-		return time.Time{}, usagef("--expires: %q is not an RFC 3339 time such as 2026-01-31T00:00:00Z (a date needs a time and a zone)", s)
+		return time.Time{}, cmdline.Usagef("--expires: %q is not an RFC 3339 time such as 2026-01-31T00:00:00Z (a date needs a time and a zone)", s)
 	}
 	if !t.After(now) {
-		return time.Time{}, usagef("--expires: %s is not in the future", t.Format(time.RFC3339))
+		return time.Time{}, cmdline.Usagef("--expires: %s is not in the future", t.Format(time.RFC3339))
 	}
 	return t.UTC(), nil
 }
@@ -307,11 +287,11 @@ func parseExpires(s string, now time.Time) (time.Time, error) {
 func checkTier(tier string, custom bool) error {
 	switch {
 	case tier == "":
-		return usagef("create needs --tier (%s)", strings.Join(standardTiers, " or "))
+		return cmdline.Usagef("create needs --tier (%s)", strings.Join(standardTiers, " or "))
 	case tier == "anonymous":
-		return usagef("anonymous is the tier of callers without a key; give keys %s", strings.Join(standardTiers, " or "))
+		return cmdline.Usagef("anonymous is the tier of callers without a key; give keys %s", strings.Join(standardTiers, " or "))
 	case !apikey.ValidTier(tier):
-		return usagef("--tier must be 1-%d characters of a-z, 0-9, _ and -", apikey.MaxTierLen)
+		return cmdline.Usagef("--tier must be 1-%d characters of a-z, 0-9, _ and -", apikey.MaxTierLen)
 	}
 	for _, t := range standardTiers {
 		if tier == t {
@@ -319,7 +299,7 @@ func checkTier(tier string, custom bool) error {
 		}
 	}
 	if !custom {
-		return usagef("--tier %q is not %s (add --allow-custom-tier for a tier defined in TIER_LIMITS)", tier, strings.Join(standardTiers, " or "))
+		return cmdline.Usagef("--tier %q is not %s (add --allow-custom-tier for a tier defined in TIER_LIMITS)", tier, strings.Join(standardTiers, " or "))
 	}
 	return nil
 }

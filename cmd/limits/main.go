@@ -46,6 +46,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bucketgate/bucketgate/internal/cmdline"
 	"github.com/bucketgate/bucketgate/internal/limiter"
 	"github.com/bucketgate/bucketgate/internal/upstash"
 )
@@ -78,37 +79,16 @@ type cli struct {
 	beforeWrite func()
 }
 
-// usageError is a mistake on the command line (exit 2).
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
-
 // run executes one command and returns the exit status.
 func run(ctx context.Context, args []string, env cli, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	err := dispatch(ctx, args, env, stdout)
-	var ue usageError
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprint(stderr, usage)
-		return 0
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "limits: %s\n%s", ue.msg, usage)
-		return 2
-	default:
-		fmt.Fprintf(stderr, "limits: %v\n", err)
-		return 1
-	}
+	return cmdline.Exit("limits", usage, dispatch(ctx, args, env, stdout), stderr)
 }
 
 func dispatch(ctx context.Context, args []string, env cli, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usagef("missing command")
+		return cmdline.Usagef("missing command")
 	}
 	cmd, args := args[0], args[1:]
 	fs := flag.NewFlagSet("limits "+cmd, flag.ContinueOnError)
@@ -127,18 +107,18 @@ func dispatch(ctx context.Context, args []string, env cli, stdout io.Writer) err
 	case "help", "-h", "-help", "--help":
 		return flag.ErrHelp
 	default:
-		return usagef("unknown command %q", cmd)
+		return cmdline.Usagef("unknown command %q", cmd)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return usagef("%s: %s", cmd, scrub(err.Error(), *tokenFlag))
+		return cmdline.Usagef("%s: %s", cmd, scrub(err.Error(), *tokenFlag))
 	}
 	rest := fs.Args()
 	for _, a := range rest {
 		if strings.HasPrefix(a, "-") {
-			return usagef("%s: flags come before arguments (found %s after one)", cmd, scrub(a, *tokenFlag))
+			return cmdline.Usagef("%s: flags come before arguments (found %s after one)", cmd, scrub(a, *tokenFlag))
 		}
 	}
 	set := map[string]bool{}
@@ -149,7 +129,7 @@ func dispatch(ctx context.Context, args []string, env cli, stdout io.Writer) err
 	switch cmd {
 	case "scale":
 		if len(rest) != 1 {
-			return usagef("scale takes one FACTOR after the flags; got %d arguments", len(rest))
+			return cmdline.Usagef("scale takes one FACTOR after the flags; got %d arguments", len(rest))
 		}
 		var err error
 		if change, err = parseScale(*tier, set["tier"], *rampFlag, *forFlag, rest[0], now); err != nil {
@@ -157,7 +137,7 @@ func dispatch(ctx context.Context, args []string, env cli, stdout io.Writer) err
 		}
 	case "clear":
 		if len(rest) != 0 {
-			return usagef("clear takes no arguments; got %d", len(rest))
+			return cmdline.Usagef("clear takes no arguments; got %d", len(rest))
 		}
 		if set["tier"] {
 			if err := checkTier(*tier); err != nil {
@@ -166,7 +146,7 @@ func dispatch(ctx context.Context, args []string, env cli, stdout io.Writer) err
 		}
 	case "show":
 		if len(rest) != 0 {
-			return usagef("show takes no arguments; got %d", len(rest))
+			return cmdline.Usagef("show takes no arguments; got %d", len(rest))
 		}
 	}
 
@@ -222,16 +202,16 @@ func parseScale(tier string, tierSet bool, rampFlag, forFlag, factor string, now
 	}
 	f, err := strconv.ParseFloat(strings.TrimSpace(factor), 64)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-		return s, usagef("FACTOR %q is not a number (e.g. 0.5 or 2)", factor)
+		return s, cmdline.Usagef("FACTOR %q is not a number (e.g. 0.5 or 2)", factor)
 	}
 	s.Factor = f
 	if rampFlag != "" {
 		d, err := time.ParseDuration(strings.TrimSpace(rampFlag))
 		switch {
 		case err != nil:
-			return s, usagef("--ramp %q is not a duration (e.g. 90s, 10m, 2h)", rampFlag)
+			return s, cmdline.Usagef("--ramp %q is not a duration (e.g. 90s, 10m, 2h)", rampFlag)
 		case d <= 0 || d%time.Second != 0 || d > limiter.MaxRamp:
-			return s, usagef("--ramp %s must be whole seconds from 1s to %s", d, limiter.MaxRamp)
+			return s, cmdline.Usagef("--ramp %s must be whole seconds from 1s to %s", d, limiter.MaxRamp)
 		}
 		s.Ramp = d
 	}
@@ -239,15 +219,15 @@ func parseScale(tier string, tierSet bool, rampFlag, forFlag, factor string, now
 		d, err := time.ParseDuration(strings.TrimSpace(forFlag))
 		switch {
 		case err != nil:
-			return s, usagef("--for %q is not a duration (e.g. 90s, 10m, 2h)", forFlag)
+			return s, cmdline.Usagef("--for %q is not a duration (e.g. 90s, 10m, 2h)", forFlag)
 		case d < time.Millisecond:
-			return s, usagef("--for %s must be at least 1ms", d)
+			return s, cmdline.Usagef("--for %s must be at least 1ms", d)
 		}
 		s.Expires = now.Add(d)
 	}
 	if err := s.Validate(); err != nil {
 		// The flags were checked above: what is left is the factor.
-		return s, usagef("FACTOR: %v", err)
+		return s, cmdline.Usagef("FACTOR: %v", err)
 	}
 	return s, nil
 }
@@ -255,10 +235,10 @@ func parseScale(tier string, tierSet bool, rampFlag, forFlag, factor string, now
 // checkTier checks a --tier value the way the limiter checks tier names.
 func checkTier(tier string) error {
 	if tier == "" {
-		return usagef("--tier is empty (leave it out for every limit)")
+		return cmdline.Usagef("--tier is empty (leave it out for every limit)")
 	}
 	if err := (limiter.Scale{Tier: tier, Factor: 1, Start: time.UnixMilli(1)}).Validate(); err != nil {
-		return usagef("--tier: %v", err)
+		return cmdline.Usagef("--tier: %v", err)
 	}
 	return nil
 }
@@ -273,15 +253,15 @@ func open(rawURL, token string, env cli) (*store, error) {
 	}
 	switch {
 	case rawURL == "" && token == "":
-		return nil, usagef("no database: set %s and %s (or pass --url and --token)", upstash.EnvURL, upstash.EnvToken)
+		return nil, cmdline.Usagef("no database: set %s and %s (or pass --url and --token)", upstash.EnvURL, upstash.EnvToken)
 	case rawURL == "":
-		return nil, usagef("no URL: set %s or pass --url", upstash.EnvURL)
+		return nil, cmdline.Usagef("no URL: set %s or pass --url", upstash.EnvURL)
 	case token == "":
-		return nil, usagef("no token: set %s or pass --token", upstash.EnvToken)
+		return nil, cmdline.Usagef("no token: set %s or pass --token", upstash.EnvToken)
 	}
 	c, err := upstash.New(upstash.Config{URL: rawURL, Token: token})
 	if err != nil {
-		return nil, usagef("%s", scrub(err.Error(), token)) // upstash.New never includes it; belt and braces
+		return nil, cmdline.Usagef("%s", scrub(err.Error(), token)) // upstash.New never includes it; belt and braces
 	}
 	return &store{client: c, prefix: limiter.DefaultPrefix, beforeWrite: env.beforeWrite}, nil
 }

@@ -1,7 +1,6 @@
 package startapi_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http/httptest"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/bucketgate/bucketgate/internal/local/startapi"
 	"github.com/bucketgate/bucketgate/internal/local/startapi/dashboard"
-	"github.com/bucketgate/bucketgate/internal/testutil/syncbuf"
 )
 
 // serveApp is startAPI served through App.Handler: the API with /_local/
@@ -20,21 +18,7 @@ import (
 // authorizer's in-memory buckets behave as one.
 func serveApp(t *testing.T) *httptest.Server {
 	t.Helper()
-	logs := &syncbuf.Buffer{}
-	app, err := startapi.StartAPI(context.Background(), startapi.Options{Template: testTemplate, Prebuilt: prebuilt(t), Logs: logs, MaxProcs: 1})
-	if err != nil {
-		t.Fatalf("StartAPI: %v", err)
-	}
-	srv := httptest.NewServer(app.Handler())
-	t.Cleanup(func() {
-		srv.Close()
-		if err := app.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("logs:\n%s", logs)
-		}
-	})
+	_, srv, _ := startAPI(t, startapi.Options{MaxProcs: 1})
 	return srv
 }
 

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bucketgate/bucketgate/internal/testutil/apitest"
 	"github.com/bucketgate/bucketgate/internal/testutil/syncbuf"
 
 	"github.com/google/go-cmp/cmp"
@@ -81,20 +82,7 @@ func startAPI(t *testing.T, opts startapi.Options) (*startapi.App, *httptest.Ser
 		opts.Prebuilt = prebuilt(t)
 	}
 	opts.Logs = logs
-	app, err := startapi.StartAPI(context.Background(), opts)
-	if err != nil {
-		t.Fatalf("StartAPI: %v", err)
-	}
-	srv := httptest.NewServer(app.Gateway)
-	t.Cleanup(func() {
-		srv.Close()
-		if err := app.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("logs:\n%s", logs)
-		}
-	})
+	app, srv := apitest.Serve(t, opts)
 	return app, srv, logs
 }
 
