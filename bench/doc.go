@@ -9,5 +9,5 @@
 //	go test -run '^$' -bench . -benchmem -count 5
 //
 // Results and their reading are in ../docs/BENCHMARKS-memory.md and
-// ../docs/BENCHMARKS.md ("Limiter").
+// ../docs/BENCHMARKS.md ("Memory path").
 package bench

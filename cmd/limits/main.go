@@ -1,7 +1,7 @@
 // Command limits changes bucketgate's limits while it runs: it scales the
 // rate and burst of every token bucket, or of one tier's callers, by a
 // factor stored in Upstash, which every authorizer container reads within a
-// second (README, "Live limit changes").
+// second (README, "Policies: several limits on one request").
 //
 //	limits scale [--tier T] [--ramp DURATION] [--for DURATION] FACTOR
 //	limits show

@@ -14,7 +14,8 @@ import (
 )
 
 // Benchmarks. The numbers and the commands that produce them are in
-// docs/BENCHMARKS.md ("Limiter"). The comparison with x/time/rate and
+// docs/BENCHMARKS.md ("Memory path", "Upstash path of the limiter") and
+// docs/BENCHMARKS-memory.md. The comparison with x/time/rate and
 // sethvargo/go-limiter lives in the separate bench/ module, so that this
 // module does not require them.
 

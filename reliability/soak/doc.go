@@ -14,7 +14,7 @@
 // resetting connections; SCRIPT FLUSH; redis-server restarted; the key
 // store resetting connections; function processes killed.
 //
-// The invariants (docs/RELIABILITY.md, "Soak"): no caller admitted beyond
+// The invariants (docs/RELIABILITY.md, "Soak under rolling faults"): no caller admitted beyond
 // its bucket's bound (burst + rate × elapsed, plus the documented clock-skew,
 // fallback and data-loss allowances); no 5xx but the documented 503s (and a
 // 502 or 503 per killed process); every process's RSS bounded; decisions
