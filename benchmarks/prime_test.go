@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -209,6 +211,31 @@ func measurePrime(t testing.TB, exe, caFile string, up *upstashtest.Env, c prime
 	return row
 }
 
+// floorProcess starts a fresh process of the runtime floor (testdata/
+// floorfn) and returns the Duration of its first invocation and the median
+// of its steady ones, counted as for the authorizer.
+func floorProcess(t testing.TB, exe string) (first, steady time.Duration) {
+	t.Helper()
+	f, err := lambdaemu.New(lambdaemu.Config{Name: "Floor", Executable: exe, MaxProcs: 1, Logs: io.Discard, Timeout: 30 * time.Second, MemoryMB: 256})
+	if err != nil {
+		t.Fatalf("lambdaemu: %v", err)
+	}
+	defer f.Close()
+	var ds latencies
+	for i := 0; i < primeDecisions; i++ {
+		ev, err := json.Marshal(anonymousEvent(ipOf(250, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := f.Invoke(context.Background(), ev)
+		if err != nil || res.Error != nil {
+			t.Fatalf("runtime floor, invocation %d: %v %v", i+1, err, res.Error)
+		}
+		ds = append(ds, res.Duration)
+	}
+	return ds[0], ds[primeSteadyAt:].pct(0.5)
+}
+
 // benchPrime is the "prime" figure: the first decision of a fresh
 // authorizer process against a steady-state one, with Upstash over TLS at
 // +1 ms and +5 ms, with Prime (Upstash reachable at init) and without it
@@ -217,6 +244,10 @@ func measurePrime(t testing.TB, exe, caFile string, up *upstashtest.Env, c prime
 func benchPrime(t *testing.T) {
 	rep := newReport(t, "First decision of a cold container")
 	exe := makeBuild(t, "build-AuthorizerFunction", filepath.Join(t.TempDir(), "host"), runtime.GOARCH)
+	floorExe := filepath.Join(t.TempDir(), "floorfn")
+	if out, err := exec.Command("go", "build", "-o", floorExe, "./testdata/floorfn").CombinedOutput(); err != nil {
+		t.Fatalf("building the runtime floor: %v\n%s", err, out)
+	}
 	up := upstashtest.StartTLS(t)
 	if up.Redis == nil {
 		t.Fatal("prime: needs redis-server behind upstashlocal")
@@ -241,7 +272,10 @@ func benchPrime(t *testing.T) {
 	for i := range rows {
 		rows[i] = primeRow{cond: conds[i], sources: map[string]int{}}
 	}
+	var floorFirst, floorSteady latencies
 	for r := 0; r < runs; r++ {
+		ff, fs := floorProcess(t, floorExe)
+		floorFirst, floorSteady = append(floorFirst, ff), append(floorSteady, fs)
 		for i, c := range conds {
 			if r >= c.runs {
 				continue
@@ -302,6 +336,13 @@ func benchPrime(t *testing.T) {
 		}
 	}
 	rep.line("Init time Prime adds (init p50 with Prime − without): %s.", strings.Join(added, "; "))
+	rep.line("")
+	ff, fs := floorFirst.pct(0.5), floorSteady.pct(0.5)
+	rep.line("Runtime floor: a Go function that decides nothing (benchmarks/testdata/floorfn: decodes the same event, answers a")
+	rep.line("fixed Allow, its JSON codecs built at init as the authorizer's are), %d fresh processes, one per round, through the same", len(floorFirst))
+	rep.line("emulation: first invocation p50 %s, steady p50 %s (first − steady %s). Every Go function's first invocation pays", fmtDur(ff), fmtDur(fs), fmtDur(ff-fs))
+	rep.line("that much more than its steady ones (the runtime loop's and Go's first run); the authorizer's first − steady above")
+	rep.line("includes it.")
 	rep.line("")
 
 	var dtable [][]string
