@@ -236,6 +236,25 @@ func floorProcess(t testing.TB, exe string) (first, steady time.Duration) {
 	return ds[0], ds[primeSteadyAt:].pct(0.5)
 }
 
+// buildFloor builds testdata/floorfn for this machine.
+func buildFloor(t testing.TB) string {
+	t.Helper()
+	exe := filepath.Join(t.TempDir(), "floorfn")
+	if out, err := exec.Command("go", "build", "-o", exe, "./testdata/floorfn").CombinedOutput(); err != nil {
+		t.Fatalf("building the runtime floor: %v\n%s", err, out)
+	}
+	return exe
+}
+
+// TestSmokeFloor runs one process of the runtime floor as the prime figure
+// does: it starts, answers every invocation, and reports durations.
+func TestSmokeFloor(t *testing.T) {
+	first, steady := floorProcess(t, buildFloor(t))
+	if first <= 0 || steady <= 0 {
+		t.Errorf("runtime floor: first %v, steady %v; want both measured", first, steady)
+	}
+}
+
 // benchPrime is the "prime" figure: the first decision of a fresh
 // authorizer process against a steady-state one, with Upstash over TLS at
 // +1 ms and +5 ms, with Prime (Upstash reachable at init) and without it
@@ -244,10 +263,7 @@ func floorProcess(t testing.TB, exe string) (first, steady time.Duration) {
 func benchPrime(t *testing.T) {
 	rep := newReport(t, "First decision of a cold container")
 	exe := makeBuild(t, "build-AuthorizerFunction", filepath.Join(t.TempDir(), "host"), runtime.GOARCH)
-	floorExe := filepath.Join(t.TempDir(), "floorfn")
-	if out, err := exec.Command("go", "build", "-o", floorExe, "./testdata/floorfn").CombinedOutput(); err != nil {
-		t.Fatalf("building the runtime floor: %v\n%s", err, out)
-	}
+	floorExe := buildFloor(t)
 	up := upstashtest.StartTLS(t)
 	if up.Redis == nil {
 		t.Fatal("prime: needs redis-server behind upstashlocal")
