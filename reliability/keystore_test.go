@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/bucketgate/bucketgate/internal/authorizer"
 	"github.com/bucketgate/bucketgate/internal/limiter"
 	"github.com/bucketgate/bucketgate/internal/testutil/dynamotest"
+	"github.com/bucketgate/bucketgate/internal/testutil/fakeclock"
 	"github.com/bucketgate/bucketgate/internal/testutil/faultproxy"
 	"github.com/bucketgate/bucketgate/internal/testutil/upstashtest"
 )
@@ -34,25 +34,7 @@ import (
 //   - a malformed key is refused (401) without a DynamoDB call, outage or
 //     not.
 
-// fakeClock is a settable clock for the key cache.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{t: time.Now()} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newFakeClock() *fakeclock.Clock { return fakeclock.New(time.Now()) }
 
 // dynamoKeys is a keys table on dynalite reached through a fault proxy.
 type dynamoKeys struct {

@@ -44,7 +44,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -150,7 +149,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := apikey.CreateTable(ctx, client, *table); err != nil {
 			return err
 		}
-		return writeJSON(stdout, map[string]string{"table": *table, "status": "ACTIVE"})
+		return cmdline.WriteJSON(stdout, map[string]string{"table": *table, "status": "ACTIVE"})
 	}
 
 	if (*file == "") == (*table == "") {
@@ -224,7 +223,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		} else if err != nil {
 			return err
 		}
-		return writeJSON(stdout, struct {
+		return cmdline.WriteJSON(stdout, struct {
 			ID      string `json:"id"`
 			Revoked bool   `json:"revoked"`
 		}{rest[0], true})
@@ -341,7 +340,7 @@ func create(ctx context.Context, store apikey.Admin, name, tier string, limit li
 	if err := store.Create(ctx, rec); err != nil {
 		return err
 	}
-	return writeJSON(stdout, struct {
+	return cmdline.WriteJSON(stdout, struct {
 		ID        string    `json:"id"`
 		Key       string    `json:"key"`
 		Tier      string    `json:"tier"`
@@ -366,7 +365,7 @@ func setLimit(ctx context.Context, store apikey.Admin, id string, limit limiter.
 		s := limit.String()
 		shown = &s
 	}
-	return writeJSON(stdout, struct {
+	return cmdline.WriteJSON(stdout, struct {
 		ID    string  `json:"id"`
 		Limit *string `json:"limit"`
 	}{id, shown})
@@ -395,18 +394,9 @@ func list(ctx context.Context, store apikey.Admin, now time.Time, stdout io.Writ
 			ID: r.ID, Name: r.Name, Tier: r.Tier, CreatedAt: r.CreatedAt, Revoked: r.Revoked, RevokedAt: r.RevokedAt,
 			Limit: r.Limit.String(), ExpiresAt: r.ExpiresAt, Expired: r.Expired(now),
 		}
-		if err := writeJSON(stdout, l); err != nil {
+		if err := cmdline.WriteJSON(stdout, l); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return fmt.Errorf("write output: %w", err)
 	}
 	return nil
 }

@@ -4,13 +4,13 @@ import (
 	"context"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/bucketgate/bucketgate/internal/limiter"
+	"github.com/bucketgate/bucketgate/internal/testutil/fakeclock"
 	"github.com/bucketgate/bucketgate/internal/testutil/redistest"
 	"github.com/bucketgate/bucketgate/internal/testutil/upstashtest"
 	"github.com/bucketgate/bucketgate/internal/upstash"
@@ -20,26 +20,8 @@ import (
 // server as the command, each with its own Upstash client and store, on a
 // clock the test moves.
 
-// clock is a settable clock, safe for concurrent use.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
 // container is one authorizer container's limiter.
-func container(t *testing.T, env *upstashtest.Env, c *clock) *limiter.Limiter {
+func container(t *testing.T, env *upstashtest.Env, c *fakeclock.Clock) *limiter.Limiter {
 	t.Helper()
 	client, err := upstash.New(upstash.Config{URL: env.URL, Token: env.Token})
 	if err != nil {
@@ -50,7 +32,7 @@ func container(t *testing.T, env *upstashtest.Env, c *clock) *limiter.Limiter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := limiter.New(limiter.Config{Upstash: store, Timeout: 5 * time.Second, Now: c.now})
+	l, err := limiter.New(limiter.Config{Upstash: store, Timeout: 5 * time.Second, Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,24 +89,24 @@ func TestRunningContainerPicksUpAChange(t *testing.T) {
 		{name: "every limit and a tier's: they multiply", cmds: [][]string{{"scale", "0.5"}, {"scale", "--tier", "premium", "--for", "1h", "3"}},
 			tier: "premium", bucket: tierBucket, want: 15},
 	}
-	c := &clock{t: t0}
+	c := fakeclock.New(t0)
 	l := container(t, env, c)
 	at := t0
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			mustRun(t, env, at, "clear")
-			c.set(at)
+			c.Set(at)
 			if got := capacity(t, l, tt.tier, tt.bucket(10)); got != 10 { // reads the settings: a TTL has passed
 				t.Fatalf("capacity with no change = %d, want 10", got)
 			}
 			for _, cmd := range tt.cmds {
 				mustRun(t, env, at, cmd...)
 			}
-			c.set(at.Add(ttl - time.Millisecond))
+			c.Set(at.Add(ttl - time.Millisecond))
 			if got := capacity(t, l, tt.tier, tt.bucket(10)); got != 10 {
 				t.Errorf("capacity %d before the settings are a TTL old, want the factors read at the last read (10)", got)
 			}
-			c.set(at.Add(ttl))
+			c.Set(at.Add(ttl))
 			if got := capacity(t, l, tt.tier, tt.bucket(10)); got != tt.want {
 				t.Errorf("capacity after SettingsTTL = %d, want %d", got, tt.want)
 			}
@@ -138,7 +120,7 @@ func TestRunningContainerPicksUpAChange(t *testing.T) {
 func TestNewContainerPicksUpAChange(t *testing.T) {
 	env := upstashtest.Start(t)
 	mustRun(t, env, t0, "scale", "--tier", "premium", "0.5")
-	c := &clock{t: t0.Add(time.Second)}
+	c := fakeclock.New(t0.Add(time.Second))
 	capacity(t, container(t, env, c), "premium", tierBucket(10)) // another container loaded the script
 	l := container(t, env, c)
 	before := env.Server.Requests()
@@ -177,7 +159,7 @@ func TestAFactorCostsNoCommand(t *testing.T) {
 	env := upstashtest.StartRedis(t)
 	mustRun(t, env, t0, "scale", "--ramp", "10m", "0.5")
 	mustRun(t, env, t0, "scale", "--tier", "premium", "2")
-	c := &clock{t: t0}
+	c := fakeclock.New(t0)
 	l := container(t, env, c)
 	capacity(t, l, "premium", tierBucket(10)) // loads the script
 	tests := []struct {
@@ -195,7 +177,7 @@ func TestAFactorCostsNoCommand(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c.set(t0.Add(tt.at))
+			c.Set(t0.Add(tt.at))
 			env.Redis.Do(t, "CONFIG", "RESETSTAT")
 			r, err := l.Allow(context.Background(), limiter.Request{Buckets: tt.buckets, Cost: 1, Tier: "premium"})
 			if err != nil {

@@ -33,10 +33,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"math"
 	"os"
@@ -162,7 +160,7 @@ func dispatch(ctx context.Context, args []string, env cli, stdout io.Writer) err
 		}); err != nil {
 			return err
 		}
-		return writeJSON(stdout, viewOf(change, now))
+		return cmdline.WriteJSON(stdout, viewOf(change, now))
 	case "clear":
 		var cleared []string
 		if _, err := st.update(ctx, now, func(scales []limiter.Scale) []limiter.Scale {
@@ -183,7 +181,7 @@ func dispatch(ctx context.Context, args []string, env cli, stdout io.Writer) err
 		}
 		slices.Sort(cleared)
 		cleared = slices.Compact(cleared)
-		return writeJSON(stdout, struct {
+		return cmdline.WriteJSON(stdout, struct {
 			Cleared []string `json:"cleared"`
 		}{append([]string{}, cleared...)})
 	default: // show
@@ -329,7 +327,7 @@ func show(ctx context.Context, st *store, now time.Time, stdout io.Writer) error
 		return err
 	}
 	for _, s := range limiter.ParseScales(raw) {
-		if err := writeJSON(stdout, viewOf(s, now)); err != nil {
+		if err := cmdline.WriteJSON(stdout, viewOf(s, now)); err != nil {
 			return err
 		}
 	}
@@ -338,7 +336,7 @@ func show(ctx context.Context, st *store, now time.Time, stdout io.Writer) error
 		return err
 	}
 	for _, w := range parseWarmups(raw) {
-		if err := writeJSON(stdout, w); err != nil {
+		if err := cmdline.WriteJSON(stdout, w); err != nil {
 			return err
 		}
 	}
@@ -358,13 +356,4 @@ func parseWarmups(raw string) []warmupView {
 		out = append(out, warmupView{Warmup: ver, Start: time.UnixMilli(n).UTC()})
 	}
 	return out
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return fmt.Errorf("write output: %w", err)
-	}
-	return nil
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/bucketgate/bucketgate/internal/apikey"
 	"github.com/bucketgate/bucketgate/internal/testutil/dynamotest"
+	"github.com/bucketgate/bucketgate/internal/testutil/fakeclock"
 )
 
 // recordingClient is an HTTP client that counts requests and keeps their
@@ -76,7 +77,7 @@ func startDynamo(t *testing.T) dynamoEnv {
 	return dynamoEnv{endpoint: endpoint, client: client, rec: rec}
 }
 
-func newDynamoStore(t *testing.T, client apikey.DynamoAPI, table string, clk *clock) *apikey.DynamoStore {
+func newDynamoStore(t *testing.T, client apikey.DynamoAPI, table string, clk *fakeclock.Clock) *apikey.DynamoStore {
 	t.Helper()
 	cfg := apikey.DynamoConfig{Client: client, Table: table}
 	if clk != nil {
@@ -92,7 +93,7 @@ func newDynamoStore(t *testing.T, client apikey.DynamoAPI, table string, clk *cl
 // dynamoHarness runs the shared store tests on a new table per store.
 func dynamoHarness(env dynamoEnv) storeHarness {
 	return storeHarness{
-		open: func(t *testing.T, clk *clock) apikey.Admin {
+		open: func(t *testing.T, clk *fakeclock.Clock) apikey.Admin {
 			return newDynamoStore(t, env.client, dynamotest.KeysTable(t, env.client), clk)
 		},
 		calls: env.rec.calls,

@@ -13,9 +13,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/bucketgate/bucketgate/internal/apikey"
+	"github.com/bucketgate/bucketgate/internal/testutil/fakeclock"
 )
 
-func newFileStore(t *testing.T, path string, clk *clock) *apikey.FileStore {
+func newFileStore(t *testing.T, path string, clk *fakeclock.Clock) *apikey.FileStore {
 	t.Helper()
 	cfg := apikey.FileConfig{Path: path}
 	if clk != nil {
@@ -30,7 +31,7 @@ func newFileStore(t *testing.T, path string, clk *clock) *apikey.FileStore {
 
 // fileHarness runs the shared store tests on a new file per store.
 var fileHarness = storeHarness{
-	open: func(t *testing.T, clk *clock) apikey.Admin {
+	open: func(t *testing.T, clk *fakeclock.Clock) apikey.Admin {
 		return newFileStore(t, filepath.Join(t.TempDir(), "keys.json"), clk)
 	},
 	lookupIsFull: true,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,27 +11,10 @@ import (
 
 	"github.com/bucketgate/bucketgate/internal/apikey"
 	"github.com/bucketgate/bucketgate/internal/limiter"
+	"github.com/bucketgate/bucketgate/internal/testutil/fakeclock"
 )
 
-// clock is a settable clock for stores and caches.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newClock() *fakeclock.Clock { return fakeclock.New(time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)) }
 
 // issued is a key with its record, as cmd/apikeys create makes them.
 type issued struct {
@@ -111,7 +93,7 @@ func (k *keyChecker) check(t *testing.T) {
 // storeHarness describes an Admin implementation under test.
 type storeHarness struct {
 	// open returns a fresh, empty store using clk for revocation times.
-	open func(t *testing.T, clk *clock) apikey.Admin
+	open func(t *testing.T, clk *fakeclock.Clock) apikey.Admin
 	// calls counts backend requests made so far (nil: not countable).
 	calls func() int
 	// lookupIsFull: Lookup returns the whole record (else ID, Tier, Hash,

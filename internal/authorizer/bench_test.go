@@ -9,6 +9,7 @@ import (
 
 	"github.com/bucketgate/bucketgate/internal/apikey"
 	"github.com/bucketgate/bucketgate/internal/limiter"
+	"github.com/bucketgate/bucketgate/internal/testutil/fakeclock"
 	"github.com/bucketgate/bucketgate/internal/testutil/upstashtest"
 )
 
@@ -37,7 +38,7 @@ func BenchmarkFailedKey(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			store := &countingKeys{recs: map[string]apikey.Record{}}
-			clk := &testClock{t: time.Now()}
+			clk := fakeclock.New(time.Now())
 			c := newContainer(b, up, store, clk, false, bc.failures)
 			ip := fmt.Sprintf("198.51.100.%d", len(bc.name)) // a bucket per sub-benchmark
 			ev := event("POST", "/predict", ip, map[string]string{"X-Api-Key": keys[0]})
@@ -45,7 +46,7 @@ func BenchmarkFailedKey(b *testing.B) {
 			reads, requests := store.count(), up.Server.Requests()
 			i := 0
 			for b.Loop() {
-				clk.advance(time.Microsecond) // no refill worth a token in a day-long window
+				clk.Advance(time.Microsecond) // no refill worth a token in a day-long window
 				c.metrics.Reset()             // the EMF line is written, not kept
 				ev.Headers["X-Api-Key"] = keys[i%len(keys)]
 				i++

@@ -15,6 +15,7 @@ import (
 	"github.com/bucketgate/bucketgate/internal/apikey"
 	"github.com/bucketgate/bucketgate/internal/authctx"
 	"github.com/bucketgate/bucketgate/internal/limiter"
+	"github.com/bucketgate/bucketgate/internal/testutil/fakeclock"
 	"github.com/bucketgate/bucketgate/internal/testutil/upstashtest"
 	"github.com/bucketgate/bucketgate/internal/upstash"
 )
@@ -43,25 +44,6 @@ func (c *countingKeys) count() int {
 	return c.reads
 }
 
-// testClock is a manually advanced clock shared by a handler and its
-// limiter.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // failuresLimit is the failed-key bucket of these tests: burst 3, one
 // token back every 10 s.
 var failuresLimit = limiter.Limit{Rate: 6, Period: time.Minute, Burst: 3}
@@ -74,7 +56,7 @@ type container struct {
 	metrics *bytes.Buffer
 }
 
-func newContainer(t testing.TB, up *upstashtest.Env, store apikey.Store, clk *testClock, shadow bool, failures limiter.Limit) container {
+func newContainer(t testing.TB, up *upstashtest.Env, store apikey.Store, clk *fakeclock.Clock, shadow bool, failures limiter.Limit) container {
 	t.Helper()
 	client, err := upstash.New(upstash.Config{URL: up.URL, Token: up.Token})
 	if err != nil {
@@ -87,7 +69,7 @@ func newContainer(t testing.TB, up *upstashtest.Env, store apikey.Store, clk *te
 	}
 	// A generous timeout: these tests count Upstash requests, and a loaded
 	// machine must not turn one into a fallback.
-	lim, err := limiter.New(limiter.Config{Upstash: us, Now: clk.now, Timeout: 10 * time.Second})
+	lim, err := limiter.New(limiter.Config{Upstash: us, Now: clk.Now, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +79,7 @@ func newContainer(t testing.TB, up *upstashtest.Env, store apikey.Store, clk *te
 	}
 	metrics := &bytes.Buffer{}
 	h, err := New(Config{
-		Keys:          apikey.NewCache(store, apikey.CacheConfig{Now: clk.now}),
+		Keys:          apikey.NewCache(store, apikey.CacheConfig{Now: clk.Now}),
 		Limiter:       lim,
 		Tiers:         tiers,
 		Costs:         costs,
@@ -105,7 +87,7 @@ func newContainer(t testing.TB, up *upstashtest.Env, store apikey.Store, clk *te
 		AuthFailures:  failures,
 		Shadow:        shadow,
 		Metrics:       metrics,
-		Now:           clk.now,
+		Now:           clk.Now,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +181,7 @@ func TestFailedKeyThrottling(t *testing.T) {
 		return k
 	}
 	up := upstashtest.Start(t)
-	clk := &testClock{t: time.Now()}
+	clk := fakeclock.New(time.Now())
 	c1 := newContainer(t, up, store, clk, false, failuresLimit)
 	c2 := newContainer(t, up, store, clk, false, failuresLimit) // another container, same Upstash and key store
 
@@ -253,7 +235,7 @@ func TestFailedKeyThrottling(t *testing.T) {
 	}
 	reads, ups := store.count(), up.Server.Requests()
 	for _, s := range steps {
-		clk.advance(s.advance)
+		clk.Advance(s.advance)
 		got := s.c.send(t, s.ip, s.key)
 		if s.want.Caller == "" && s.want.Status == 200 {
 			s.want.Caller = got.Caller // the fresh key's id
@@ -275,7 +257,7 @@ func TestFailedKeyThrottling(t *testing.T) {
 // the failed-key bucket would refuse is a 401 counted as ShadowDenied.
 func TestFailedKeyThrottlingShadow(t *testing.T) {
 	up := upstashtest.Start(t)
-	clk := &testClock{t: time.Now()}
+	clk := fakeclock.New(time.Now())
 	c := newContainer(t, up, &countingKeys{recs: map[string]apikey.Record{}}, clk, true, failuresLimit)
 	var got []answer
 	for range 5 {
@@ -309,7 +291,7 @@ func TestFailedKeyThrottlingOff(t *testing.T) {
 // context of the failed-key bucket, as any other Deny does.
 func TestFailureDenyContext(t *testing.T) {
 	up := upstashtest.Start(t)
-	clk := &testClock{t: time.Now()}
+	clk := fakeclock.New(time.Now())
 	c := newContainer(t, up, &countingKeys{recs: map[string]apikey.Record{}}, clk, false, failuresLimit)
 	var res events.APIGatewayCustomAuthorizerResponse
 	for i := range 4 {

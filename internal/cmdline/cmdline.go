@@ -1,8 +1,9 @@
 // Package cmdline is what the admin commands (cmd/apikeys, cmd/limits)
-// share: usage errors and the exit status an error maps to.
+// share: usage errors, the exit status an error maps to, JSON output.
 package cmdline
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,4 +39,15 @@ func Exit(name, usage string, err error, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1
 	}
+}
+
+// WriteJSON writes v to w as one line of JSON, with <, > and & as they
+// are (the output is for terminals and jq, not HTML).
+func WriteJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
 }

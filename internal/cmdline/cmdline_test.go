@@ -42,3 +42,13 @@ func TestExit(t *testing.T) {
 		})
 	}
 }
+
+func TestWriteJSON(t *testing.T) {
+	var out strings.Builder
+	if err := WriteJSON(&out, map[string]string{"message": "a < b & c"}); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff("{\"message\":\"a < b & c\"}\n", out.String()); diff != "" {
+		t.Errorf("WriteJSON (-want +got):\n%s", diff)
+	}
+}

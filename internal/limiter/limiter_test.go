@@ -19,29 +19,12 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/bucketgate/bucketgate/internal/testutil/fakeclock"
 	"github.com/bucketgate/bucketgate/internal/testutil/upstashtest"
 	"github.com/bucketgate/bucketgate/internal/upstash"
 )
 
-// clock is an injectable, manually advanced clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: t0} }
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *fakeclock.Clock { return fakeclock.New(t0) }
 
 // faultServer stands between the client and the Upstash-compatible server
 // (real Lua on redis-server) and injects faults: a fault handles the HTTP
@@ -143,7 +126,7 @@ type harness struct {
 	l      *Limiter
 	shared *faultServer
 	store  *UpstashStore
-	clock  *clock
+	clock  *fakeclock.Clock
 	logs   *logRecorder
 }
 
@@ -172,7 +155,7 @@ func newHarnessWith(t *testing.T, cfg Config, ucfg UpstashConfig) *harness {
 	}
 	h.shared.calls.Store(0)
 	cfg.Upstash = h.store
-	cfg.Now = h.clock.now
+	cfg.Now = h.clock.Now
 	if cfg.Timeout == 0 {
 		// Tests about accuracy must not fall back because a loaded machine
 		// answered slowly; tests about timeouts set their own.
@@ -225,7 +208,7 @@ func TestNewLimiterConfig(t *testing.T) {
 
 func TestLimiterMemoryOnly(t *testing.T) {
 	c := newClock()
-	l, err := New(Config{Now: c.now})
+	l, err := New(Config{Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,7 +365,7 @@ func TestBreaker(t *testing.T) {
 		{fault: errTransport, wantCalls: 11, wantSource: SourceMemory, wantOpen: true},
 	}
 	for i, s := range steps {
-		h.clock.advance(s.advance)
+		h.clock.Advance(s.advance)
 		h.shared.setFault(s.fault) // a nil fault: healthy
 		got := h.allow(t, "k", PerSecond(1000), 1)
 		if got.Source != s.wantSource || h.shared.calls.Load() != s.wantCalls || h.l.Stats().BreakerIsOpen != s.wantOpen {
@@ -433,7 +416,7 @@ func TestRecoveryWithinTenSeconds(t *testing.T) {
 				if elapsed > tt.recoversAt+time.Minute {
 					t.Fatalf("still not back on upstash %v after recovery", elapsed-tt.recoversAt)
 				}
-				h.clock.advance(every)
+				h.clock.Advance(every)
 			}
 		})
 	}
@@ -445,7 +428,7 @@ func TestHalfOpenLetsOneProbeThrough(t *testing.T) {
 	h := newHarness(t, Config{BreakerFailures: 1, BreakerCooldown: time.Second})
 	h.shared.setFault(errTransport)
 	h.allow(t, "k", PerSecond(1000), 1) // opens the breaker
-	h.clock.advance(time.Second)
+	h.clock.Advance(time.Second)
 
 	entered, release := make(chan struct{}), make(chan struct{})
 	h.shared.setFault(func(w http.ResponseWriter, r *http.Request) {
@@ -499,12 +482,12 @@ func TestFailureLogsAreRateLimited(t *testing.T) {
 	const key = "ip:203.0.113.7"
 	for i := 0; i < 100; i++ { // 100 failures over 9.9 s
 		h.allow(t, key, PerSecond(1000), 1)
-		h.clock.advance(99 * time.Millisecond)
+		h.clock.Advance(99 * time.Millisecond)
 	}
 	if got := len(h.logs.withReason("error")); got != 1 {
 		t.Fatalf("log lines for 100 failures in 10 s = %d, want 1", got)
 	}
-	h.clock.advance(time.Second)
+	h.clock.Advance(time.Second)
 	h.allow(t, key, PerSecond(1000), 1)
 	lines := h.logs.withReason("error")
 	if len(lines) != 2 || lines[1].Attrs["suppressed"] != "99" {
@@ -572,7 +555,7 @@ func TestDenyCache(t *testing.T) {
 		{advance: time.Millisecond, cost: 2, want: up(ok(perTen, 0, 100*time.Second)), wantCalls: 10, wantCached: 2},
 	}
 	for i, s := range steps {
-		h.clock.advance(s.advance)
+		h.clock.Advance(s.advance)
 		got := h.allow(t, "k", perTen, s.cost)
 		if diff := cmp.Diff(s.want, viewOf(got)); diff != "" {
 			t.Fatalf("step %d mismatch (-want +got):\n%s", i, diff)
@@ -625,7 +608,7 @@ func TestDenyCacheNeverDeniesWhatTheStoreAllows(t *testing.T) {
 	cacheHits := 0
 	for i := 0; i < 3000; i++ {
 		if rng.IntN(3) == 0 {
-			h.clock.advance(time.Duration(rng.IntN(8000)) * time.Millisecond)
+			h.clock.Advance(time.Duration(rng.IntN(8000)) * time.Millisecond)
 		}
 		perm := rng.Perm(len(names))[:1+rng.IntN(2)]
 		req := Request{Cost: 1 + rng.Int64N(4)}
@@ -636,7 +619,7 @@ func TestDenyCacheNeverDeniesWhatTheStoreAllows(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, err := bare.Allow(req, h.clock.now())
+		want, err := bare.Allow(req, h.clock.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -685,7 +668,7 @@ func TestDenyCacheCanBeDisabled(t *testing.T) {
 func TestLimiterOnUpstash(t *testing.T) {
 	store, env := newTestUpstash(t, UpstashConfig{SettingsTTL: time.Minute})
 	c := newClock()
-	l, err := New(Config{Upstash: store, Now: c.now, Timeout: 10 * time.Second})
+	l, err := New(Config{Upstash: store, Now: c.Now, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -714,7 +697,7 @@ func TestLimiterOnUpstash(t *testing.T) {
 		step{advance: time.Second, wantAllowed: true, wantSource: SourceUpstash, wantRequests: 1},
 	)
 	for i, s := range steps {
-		c.advance(s.advance)
+		c.Advance(s.advance)
 		before := env.Server.Requests()
 		r, err := l.Allow(context.Background(), req)
 		if err != nil {
@@ -732,7 +715,7 @@ func TestLimiterSurvivesUpstashRestart(t *testing.T) {
 	store, env := newTestUpstash(t, UpstashConfig{})
 	needRedis(t, env)
 	c := newClock()
-	l, err := New(Config{Upstash: store, Now: c.now, Timeout: 2 * time.Second})
+	l, err := New(Config{Upstash: store, Now: c.Now, Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -755,7 +738,7 @@ func TestLimiterSurvivesUpstashRestart(t *testing.T) {
 		}
 	}
 	env.Redis.Restart(t) // empty data set, no scripts cached
-	c.advance(DefaultBreakerCooldown)
+	c.Advance(DefaultBreakerCooldown)
 	if r := allow(); r.Source != SourceUpstash {
 		t.Fatalf("after recovery: source %v, want upstash", r.Source)
 	}

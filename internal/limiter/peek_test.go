@@ -79,7 +79,7 @@ func TestPeek(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarnessWith(t, Config{}, UpstashConfig{SettingsTTL: time.Second})
 			for _, s := range tt.steps {
-				h.clock.advance(s.advance)
+				h.clock.Advance(s.advance)
 				if s.fault {
 					h.shared.setFault(errTransport)
 				}
@@ -112,7 +112,7 @@ func TestPeek(t *testing.T) {
 // TestPeekMemoryOnly: without Upstash, Peek reads the memory store.
 func TestPeekMemoryOnly(t *testing.T) {
 	c := newClock()
-	l, err := New(Config{Now: c.now})
+	l, err := New(Config{Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestPeekMemoryOnly(t *testing.T) {
 	if diff := cmp.Diff(want, viewOf(got)); diff != "" {
 		t.Errorf("Peek (-want +got):\n%s", diff)
 	}
-	c.advance(10 * time.Second)
+	c.Advance(10 * time.Second)
 	if _, ok := l.Peek(req); ok {
 		t.Error("Peek refused a bucket holding a token again")
 	}

@@ -235,10 +235,10 @@ func TestDenyCacheExactWithPolicies(t *testing.T) {
 	hits := 0
 	for i := 0; i < 2000; i++ {
 		if rng.IntN(3) == 0 {
-			h.clock.advance(time.Duration(rng.IntN(8000)) * time.Millisecond)
+			h.clock.Advance(time.Duration(rng.IntN(8000)) * time.Millisecond)
 		}
 		if rng.IntN(60) == 0 {
-			now := h.clock.now()
+			now := h.clock.Now()
 			s := Scale{Factor: []float64{0.3, 2, 0.5, 1.5}[rng.IntN(4)], Start: now}
 			if rng.IntN(2) == 0 {
 				s.Tier = "premium"
@@ -251,7 +251,7 @@ func TestDenyCacheExactWithPolicies(t *testing.T) {
 			for _, prefix := range []string{"lim:", "bare:"} {
 				setKey(t, bare.client, prefix+settingsKeySuffix, raw)
 			}
-			h.clock.advance(DefaultSettingsTTL)
+			h.clock.Advance(DefaultSettingsTTL)
 		}
 		perm := rng.Perm(len(names))[:1+rng.IntN(2)]
 		req := Request{Cost: 1 + rng.Int64N(4), Tier: []string{"premium", "anonymous"}[rng.IntN(2)]}
@@ -262,7 +262,7 @@ func TestDenyCacheExactWithPolicies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, err := bare.Allow(context.Background(), req, h.clock.now())
+		want, err := bare.Allow(context.Background(), req, h.clock.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

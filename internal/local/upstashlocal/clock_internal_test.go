@@ -4,28 +4,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/bucketgate/bucketgate/internal/testutil/fakeclock"
 )
-
-// fakeClock is a settable clock for the embedded store's TTLs.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 func TestEmbeddedExpiryFollowsClock(t *testing.T) {
 	s, err := New(Config{Token: "t"})
@@ -33,9 +16,9 @@ func TestEmbeddedExpiryFollowsClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	s.now = clock.now
-	s.lastForward = clock.now()
+	clock := fakeclock.New(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	s.now = clock.Now
+	s.lastForward = clock.Now()
 
 	do := func(body string) string {
 		t.Helper()
@@ -59,7 +42,7 @@ func TestEmbeddedExpiryFollowsClock(t *testing.T) {
 		{name: "ttl intact", body: `["TTL","j"]`, want: `{"result":10}`},
 	}
 	for _, st := range steps {
-		clock.advance(st.advance)
+		clock.Advance(st.advance)
 		if got := do(st.body); got != st.want {
 			t.Errorf("%s: %s = %s, want %s", st.name, st.body, got, st.want)
 		}
