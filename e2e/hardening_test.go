@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -92,33 +91,12 @@ func startDynamo(t *testing.T, tmpl string, env map[string]string) *dynamoStack 
 	return &dynamoStack{stack: s, keyReads: px, logs: logs}
 }
 
-// decisionLines returns the authorizer's JSON lines (log and EMF).
-func (d *dynamoStack) decisionLines(t *testing.T) []map[string]any {
-	t.Helper()
-	const prefix = "[AuthorizerFunction] {"
-	var out []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(d.logs.String()))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, prefix) {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line[len(prefix)-1:]), &m); err != nil {
-			t.Fatalf("authorizer line is not JSON: %q", line)
-		}
-		out = append(out, m)
-	}
-	return out
-}
-
 // waitLines waits until the authorizer has logged at least n decisions
 // (its output travels through a pipe) and returns its lines.
 func (d *dynamoStack) waitLines(t *testing.T, n int) []map[string]any {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		lines := d.decisionLines(t)
+		lines := apitest.FunctionLines(t, d.logs.String(), "AuthorizerFunction")
 		got := 0
 		for _, l := range lines {
 			if l["msg"] == "decision" {

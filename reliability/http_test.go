@@ -1,8 +1,6 @@
 package reliability_test
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -192,26 +190,11 @@ func (h *httpTally) String() string {
 	return fmt.Sprintf("200=%d 429=%d other=%d", h.byStatus[200], h.byStatus[429], h.n-h.byStatus[200]-h.byStatus[429])
 }
 
-// functionLines returns the JSON lines the named function wrote (its log
-// and EMF lines), decoded, skipping the emulator's START/END/REPORT lines.
+// functionLines returns the JSON lines the named function wrote (see
+// apitest.FunctionLines).
 func (api *localAPI) functionLines(t *testing.T, function string) []map[string]any {
 	t.Helper()
-	prefix := "[" + function + "] {"
-	var out []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(api.Logs.String()))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, prefix) {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line[len(prefix)-1:]), &m); err != nil {
-			t.Fatalf("%s wrote a line that is not JSON: %q", function, line)
-		}
-		out = append(out, m)
-	}
-	return out
+	return apitest.FunctionLines(t, api.Logs.String(), function)
 }
 
 // decisionSources counts the authorizer's decision log lines by source

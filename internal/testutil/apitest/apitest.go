@@ -4,9 +4,12 @@
 package apitest
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/bucketgate/bucketgate/internal/local/startapi"
@@ -40,4 +43,28 @@ func Serve(t testing.TB, opts startapi.Options) (*startapi.App, *httptest.Server
 		}
 	})
 	return app, srv
+}
+
+// FunctionLines returns the JSON lines (log and EMF) the named function
+// wrote to start-api's output, decoded, in order; the emulator's own lines
+// (START, END, REPORT, the gateway's) are skipped. A line of the function's
+// that is not JSON fails the test.
+func FunctionLines(t testing.TB, output, function string) []map[string]any {
+	t.Helper()
+	prefix := "[" + function + "] {"
+	var out []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(output))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line[len(prefix)-1:]), &m); err != nil {
+			t.Fatalf("%s wrote a line that is not JSON: %q", function, line)
+		}
+		out = append(out, m)
+	}
+	return out
 }
