@@ -5,18 +5,18 @@ import (
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"github.com/aws/aws-lambda-go/events"
 	"io"
 	"log/slog"
 	"os"
 	"time"
 
+	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
 	"github.com/bucketgate/bucketgate/internal/apikey"
 	"github.com/bucketgate/bucketgate/internal/limiter"
 	"github.com/bucketgate/bucketgate/internal/upstash"
@@ -143,24 +143,20 @@ func Build(ctx context.Context, s Settings, log *slog.Logger, metrics io.Writer)
 
 // warm makes one decision at init, end to end but on nothing: an
 // anonymous request through a copy of the handler whose limiter answers
-// without a store and whose logs and metrics go nowhere. The code every
-// decision runs for the first time in a process (encoding/json building
-// its per-type codecs for the event, the response and the EMF line; the
-// JSON logger; the policy assembly) then runs here, in init, rather than
-// in the first request (docs/BENCHMARKS.md, "First decision of a cold
-// container"). Nothing is charged, written or counted.
+// without a store and whose logs and metrics go nowhere, invoked through
+// aws-lambda-go's own handler wrapper as the runtime invokes it. The code
+// every decision runs for the first time in a process (the wrapper's
+// reflection, encoding/json building its per-type codecs for the event,
+// the response and the EMF line; the JSON logger; the policy assembly)
+// then runs here, in init, rather than in the first request
+// (docs/BENCHMARKS.md, "First decision of a cold container"). Nothing is
+// charged, written or counted.
 func (h *Handler) warm(ctx context.Context) {
 	w := &Handler{cfg: h.cfg, fillIn: h.fillIn, now: h.now,
 		log: slog.New(slog.NewJSONHandler(io.Discard, nil)), metrics: &emf{w: io.Discard}}
 	w.cfg.Limiter = nothingLimiter{}
-	var ev events.APIGatewayCustomAuthorizerRequestTypeRequest
 	raw := []byte(`{"type":"REQUEST","methodArn":"arn:aws:execute-api:us-east-1:123456789012:init/v1/POST/predict","resource":"/predict","path":"/predict","httpMethod":"POST","headers":{"Accept":"*/*"},"multiValueHeaders":{"Accept":["*/*"]},"requestContext":{"requestId":"init","identity":{"sourceIp":"192.0.2.1"}}}`)
-	if json.Unmarshal(raw, &ev) != nil {
-		return
-	}
-	if res, err := w.Handle(ctx, ev); err == nil {
-		_, _ = json.Marshal(res)
-	}
+	_, _ = lambda.NewHandler(w.Handle).Invoke(ctx, raw)
 }
 
 // nothingLimiter allows every request on full buckets, with no store.
