@@ -42,6 +42,12 @@ type coldProcess struct {
 // emulation with env and sends it n invocations, one after another,
 // invocation i for the anonymous caller ip(i).
 func runColdProcess(t testing.TB, exe string, env map[string]string, n int, ip func(i int) string) coldProcess {
+	return runColdProcessIdle(t, exe, env, n, 0, ip)
+}
+
+// runColdProcessIdle is runColdProcess with idle more invocations after
+// the n, each after a pause of primeIdleGap.
+func runColdProcessIdle(t testing.TB, exe string, env map[string]string, n, idle int, ip func(i int) string) coldProcess {
 	t.Helper()
 	logs := &syncbuf.Buffer{}
 	var mu sync.Mutex
@@ -66,7 +72,10 @@ func runColdProcess(t testing.TB, exe string, env map[string]string, n int, ip f
 	}
 	defer f.Close()
 	var p coldProcess
-	for i := 0; i < n; i++ {
+	for i := 0; i < n+idle; i++ {
+		if i >= n {
+			time.Sleep(primeIdleGap)
+		}
 		ev, err := json.Marshal(anonymousEvent(ip(i)))
 		if err != nil {
 			t.Fatal(err)
@@ -88,8 +97,8 @@ func runColdProcess(t testing.TB, exe string, env map[string]string, n int, ip f
 	p.emf = emf
 	mu.Unlock()
 	p.logs = logs.String()
-	if len(p.emf) != n {
-		t.Fatalf("%d EMF lines for %d invocations; logs:\n%s", len(p.emf), n, p.logs)
+	if len(p.emf) != n+idle {
+		t.Fatalf("%d EMF lines for %d invocations; logs:\n%s", len(p.emf), n+idle, p.logs)
 	}
 	return p
 }
@@ -129,18 +138,23 @@ type primeCondition struct {
 	runs    int
 }
 
-// primeDecisions is the invocations per process: the first, and the steady
-// state from the fourth on.
+// primeDecisions is the back-to-back invocations per process: the first,
+// and the steady state from the fourth on. Then primeIdle more, each after
+// a pause of primeIdleGap: a warm container's decision after a short idle
+// spell, which pays the wake-up of parked threads and cold caches the
+// back-to-back ones do not.
 const (
 	primeDecisions = 9
 	primeSteadyAt  = 3 // index of the first steady invocation
+	primeIdle      = 3
+	primeIdleGap   = 50 * time.Millisecond
 )
 
 // primeRow is a condition's figures, medians over its processes.
 type primeRow struct {
 	cond                      primeCondition
 	init                      latencies
-	first, steady             latencies // Duration, per process (steady: the process's median)
+	first, steady, afterIdle  latencies // Duration, per process (steady, afterIdle: the process's median)
 	firstEMF, steadyEMF       latencies // DecisionLatency, per process
 	firstUp, steadyUp         latencies // UpstashLatency, per process
 	firstSources, warnedCount int
@@ -178,10 +192,11 @@ func measurePrime(t testing.TB, exe, caFile string, up *upstashtest.Env, c prime
 		if certDir != "" {
 			env["SSL_CERT_DIR"] = certDir
 		}
-		p := runColdProcess(t, exe, env, primeDecisions, func(i int) string { return ipOf(block+r, base+i) })
+		p := runColdProcessIdle(t, exe, env, primeDecisions, primeIdle, func(i int) string { return ipOf(block+r, base+i) })
 		row.init = append(row.init, p.init)
 		row.first = append(row.first, p.durations[0])
-		row.steady = append(row.steady, latencies(p.durations[primeSteadyAt:]).pct(0.5))
+		row.steady = append(row.steady, latencies(p.durations[primeSteadyAt:primeDecisions]).pct(0.5))
+		row.afterIdle = append(row.afterIdle, latencies(p.durations[primeDecisions:]).pct(0.5))
 		var steadyEMF, steadyUp latencies
 		for i, e := range p.emf {
 			d := time.Duration(e.DecisionLatency * float64(time.Millisecond))
@@ -193,7 +208,7 @@ func measurePrime(t testing.TB, exe, caFile string, up *upstashtest.Env, c prime
 				row.firstEMF = append(row.firstEMF, d)
 				row.firstUp = append(row.firstUp, u)
 				row.sources[e.Source]++
-			} else if i >= primeSteadyAt {
+			} else if i >= primeSteadyAt && i < primeDecisions {
 				steadyEMF = append(steadyEMF, d)
 				steadyUp = append(steadyUp, u)
 			}
@@ -212,9 +227,10 @@ func measurePrime(t testing.TB, exe, caFile string, up *upstashtest.Env, c prime
 }
 
 // floorProcess starts a fresh process of the runtime floor (testdata/
-// floorfn) and returns the Duration of its first invocation and the median
-// of its steady ones, counted as for the authorizer.
-func floorProcess(t testing.TB, exe string) (first, steady time.Duration) {
+// floorfn) and returns the Duration of its first invocation and the
+// medians of its steady ones and of those after idle spells, counted as
+// for the authorizer.
+func floorProcess(t testing.TB, exe string) (first, steady, afterIdle time.Duration) {
 	t.Helper()
 	f, err := lambdaemu.New(lambdaemu.Config{Name: "Floor", Executable: exe, MaxProcs: 1, Logs: io.Discard, Timeout: 30 * time.Second, MemoryMB: 256})
 	if err != nil {
@@ -222,7 +238,10 @@ func floorProcess(t testing.TB, exe string) (first, steady time.Duration) {
 	}
 	defer f.Close()
 	var ds latencies
-	for i := 0; i < primeDecisions; i++ {
+	for i := 0; i < primeDecisions+primeIdle; i++ {
+		if i >= primeDecisions {
+			time.Sleep(primeIdleGap)
+		}
 		ev, err := json.Marshal(anonymousEvent(ipOf(250, i)))
 		if err != nil {
 			t.Fatal(err)
@@ -233,7 +252,7 @@ func floorProcess(t testing.TB, exe string) (first, steady time.Duration) {
 		}
 		ds = append(ds, res.Duration)
 	}
-	return ds[0], ds[primeSteadyAt:].pct(0.5)
+	return ds[0], ds[primeSteadyAt:primeDecisions].pct(0.5), ds[primeDecisions:].pct(0.5)
 }
 
 // buildFloor builds testdata/floorfn for this machine.
@@ -249,9 +268,9 @@ func buildFloor(t testing.TB) string {
 // TestSmokeFloor runs one process of the runtime floor as the prime figure
 // does: it starts, answers every invocation, and reports durations.
 func TestSmokeFloor(t *testing.T) {
-	first, steady := floorProcess(t, buildFloor(t))
-	if first <= 0 || steady <= 0 {
-		t.Errorf("runtime floor: first %v, steady %v; want both measured", first, steady)
+	first, steady, idle := floorProcess(t, buildFloor(t))
+	if first <= 0 || steady <= 0 || idle <= 0 {
+		t.Errorf("runtime floor: first %v, steady %v, after idle %v; want all measured", first, steady, idle)
 	}
 }
 
@@ -288,10 +307,10 @@ func benchPrime(t *testing.T) {
 	for i := range rows {
 		rows[i] = primeRow{cond: conds[i], sources: map[string]int{}}
 	}
-	var floorFirst, floorSteady latencies
+	var floorFirst, floorSteady, floorIdle latencies
 	for r := 0; r < runs; r++ {
-		ff, fs := floorProcess(t, floorExe)
-		floorFirst, floorSteady = append(floorFirst, ff), append(floorSteady, fs)
+		ff, fs, fi := floorProcess(t, floorExe)
+		floorFirst, floorSteady, floorIdle = append(floorFirst, ff), append(floorSteady, fs), append(floorIdle, fi)
 		for i, c := range conds {
 			if r >= c.runs {
 				continue
@@ -302,6 +321,7 @@ func benchPrime(t *testing.T) {
 			rows[i].init = append(rows[i].init, got.init...)
 			rows[i].first = append(rows[i].first, got.first...)
 			rows[i].steady = append(rows[i].steady, got.steady...)
+			rows[i].afterIdle = append(rows[i].afterIdle, got.afterIdle...)
 			rows[i].firstEMF = append(rows[i].firstEMF, got.firstEMF...)
 			rows[i].steadyEMF = append(rows[i].steadyEMF, got.steadyEMF...)
 			rows[i].firstUp = append(rows[i].firstUp, got.firstUp...)
@@ -322,7 +342,8 @@ func benchPrime(t *testing.T) {
 	rep.line("half the added round trip, and the first bytes of each connection one round trip more (the TCP handshake). \"no")
 	rep.line("Prime\": the proxy refuses the first connection, so Prime fails at init (its warning is logged) and the first")
 	rep.line("decision opens the connection. Each process decides %d anonymous callers, one after another; first = the first", primeDecisions)
-	rep.line("decision, steady = the median of decisions %d–%d of the same process. Duration: the emulator's, from handing the", primeSteadyAt+1, primeDecisions)
+	rep.line("decision, steady = the median of decisions %d–%d of the same process, after idle = the median of %d more, each after", primeSteadyAt+1, primeDecisions, primeIdle)
+	rep.line("a %s pause (a warm container's decision after a short idle spell). Duration: the emulator's, from handing the", primeIdleGap)
 	rep.line("invocation to the process to its response; decision: the handler's own DecisionLatency (EMF line). Medians over")
 	rep.line("processes; init = process start to its first GET /next (Go runtime, package init, main: clients built, Prime).")
 	rep.line("UpstashLatency: the limiter's Upstash call alone (EMF line). \"1 root\": SSL_CERT_FILE holds the test certificate only")
@@ -334,16 +355,16 @@ func benchPrime(t *testing.T) {
 		if r.cond.down != "" {
 			continue
 		}
-		f, s := r.first.pct(0.5), r.steady.pct(0.5)
+		f, s, idle := r.first.pct(0.5), r.steady.pct(0.5), r.afterIdle.pct(0.5)
 		fe, se := r.firstEMF.pct(0.5), r.steadyEMF.pct(0.5)
 		fu, su := r.firstUp.pct(0.5), r.steadyUp.pct(0.5)
 		table = append(table, []string{r.cond.network, r.cond.name, fmt.Sprintf("%d", len(r.init)), fmtDur(r.init.pct(0.5)),
-			fmtDur(f), fmtDur(s), "**" + ratio(f, s) + "**", fmtDur(fe), fmtDur(se), ratio(fe, se),
+			fmtDur(f), fmtDur(s), "**" + ratio(f, s) + "**", fmtDur(idle), ratio(f, idle), fmtDur(fe), fmtDur(se), ratio(fe, se),
 			fmtDur(fu), fmtDur(su), ratio(fu, su),
 			fmt.Sprint(r.sources), fmt.Sprintf("%d / %d", r.warnedCount, len(r.init))})
 	}
 	rep.table([]string{"network", "init", "processes", "init p50", "first decision (Duration) p50", "steady p50", "first / steady",
-		"first (DecisionLatency) p50", "steady p50", "first / steady", "first (UpstashLatency) p50", "steady p50", "first / steady",
+		"after idle p50", "first / after idle", "first (DecisionLatency) p50", "steady p50", "first / steady", "first (UpstashLatency) p50", "steady p50", "first / steady",
 		"first decision's source", "Prime warning logged"}, table)
 	var added []string
 	for i := 0; i+1 < len(rows); i += 2 {
@@ -353,12 +374,12 @@ func benchPrime(t *testing.T) {
 	}
 	rep.line("Init time Prime adds (init p50 with Prime − without): %s.", strings.Join(added, "; "))
 	rep.line("")
-	ff, fs := floorFirst.pct(0.5), floorSteady.pct(0.5)
+	ff, fs, fi := floorFirst.pct(0.5), floorSteady.pct(0.5), floorIdle.pct(0.5)
 	rep.line("Runtime floor: a Go function that decides nothing (benchmarks/testdata/floorfn: decodes the same event, answers a")
 	rep.line("fixed Allow, its JSON codecs built at init as the authorizer's are), %d fresh processes, one per round, through the same", len(floorFirst))
-	rep.line("emulation: first invocation p50 %s, steady p50 %s (first − steady %s). Every Go function's first invocation pays", fmtDur(ff), fmtDur(fs), fmtDur(ff-fs))
-	rep.line("that much more than its steady ones (the runtime loop's and Go's first run); the authorizer's first − steady above")
-	rep.line("includes it.")
+	rep.line("emulation: first invocation p50 %s, steady p50 %s, after a %s pause p50 %s (first − steady %s). Every Go", fmtDur(ff), fmtDur(fs), primeIdleGap, fmtDur(fi), fmtDur(ff-fs))
+	rep.line("function's first invocation pays that much more than its back-to-back ones, and most of it again after an idle")
+	rep.line("spell; the authorizer's first − steady above includes it.")
 	rep.line("")
 
 	var dtable [][]string
