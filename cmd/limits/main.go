@@ -121,7 +121,8 @@ func dispatch(ctx context.Context, args []string, env cli, stdout io.Writer) err
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	now := env.now()
+	// Changes are stored to the millisecond: print them as stored.
+	now := env.now().Truncate(time.Millisecond)
 
 	var change limiter.Scale
 	switch cmd {

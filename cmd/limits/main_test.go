@@ -385,3 +385,16 @@ func TestConcurrentChangesAreNotLost(t *testing.T) {
 		}
 	})
 }
+
+// TestScalePrintsWhatShowReads: scale's output is the change as stored
+// (to the millisecond), so it is the line show prints for it, even from a
+// clock with finer readings.
+func TestScalePrintsWhatShowReads(t *testing.T) {
+	env := upstashtest.StartRedis(t)
+	at := t0.Add(123456789 * time.Nanosecond) // 123.456789 ms past t0
+	printed := mustRun(t, env, at, "scale", "--tier", "premium", "--for", "1h", "2")
+	shown := mustRun(t, env, at, "show")
+	if diff := cmp.Diff(shown, printed); diff != "" {
+		t.Errorf("scale printed (+) what show does not read back (-):\n%s", diff)
+	}
+}
