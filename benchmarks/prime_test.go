@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,22 +37,18 @@ type coldProcess struct {
 	logs      string
 }
 
-// runColdProcess starts a fresh process of exe through the Runtime API
-// emulation with env and sends it n invocations, one after another,
-// invocation i for the anonymous caller ip(i).
-func runColdProcess(t testing.TB, exe string, env map[string]string, n int, ip func(i int) string) coldProcess {
-	return runColdProcessIdle(t, exe, env, n, 0, ip)
-}
-
-// runColdProcessIdle is runColdProcess with idle more invocations after
-// the n, each after a pause of primeIdleGap.
-func runColdProcessIdle(t testing.TB, exe string, env map[string]string, n, idle int, ip func(i int) string) coldProcess {
+// runColdProcess starts a fresh process of exe (function name) through the
+// Runtime API emulation with env and sends it primeDecisions invocations,
+// one after another, then primeIdle more, each after a pause of
+// primeIdleGap; invocation i is for the anonymous caller ip(i). It
+// collects the EMF lines the process writes.
+func runColdProcess(t testing.TB, name, exe string, env map[string]string, ip func(i int) string) coldProcess {
 	t.Helper()
 	logs := &syncbuf.Buffer{}
 	var mu sync.Mutex
 	var emf []emfRecord
 	f, err := lambdaemu.New(lambdaemu.Config{
-		Name: "AuthorizerFunction", Executable: exe, Env: env, MaxProcs: 1, Logs: logs, Timeout: 30 * time.Second,
+		Name: name, Executable: exe, Env: env, MaxProcs: 1, Logs: logs, Timeout: 30 * time.Second,
 		MemoryMB: 256, // the template's
 		OnLine: func(line []byte) {
 			if !strings.HasPrefix(string(line), `{"_aws"`) {
@@ -72,8 +67,8 @@ func runColdProcessIdle(t testing.TB, exe string, env map[string]string, n, idle
 	}
 	defer f.Close()
 	var p coldProcess
-	for i := 0; i < n+idle; i++ {
-		if i >= n {
+	for i := 0; i < primeDecisions+primeIdle; i++ {
+		if i >= primeDecisions {
 			time.Sleep(primeIdleGap)
 		}
 		ev, err := json.Marshal(anonymousEvent(ip(i)))
@@ -82,7 +77,7 @@ func runColdProcessIdle(t testing.TB, exe string, env map[string]string, n, idle
 		}
 		res, err := f.Invoke(context.Background(), ev)
 		if err != nil || res.Error != nil {
-			t.Fatalf("invocation %d: %v %v; logs:\n%s", i+1, err, res.Error, logs.String())
+			t.Fatalf("%s, invocation %d: %v %v; logs:\n%s", name, i+1, err, res.Error, logs.String())
 		}
 		if i == 0 {
 			if !res.ColdStart {
@@ -97,9 +92,6 @@ func runColdProcessIdle(t testing.TB, exe string, env map[string]string, n, idle
 	p.emf = emf
 	mu.Unlock()
 	p.logs = logs.String()
-	if len(p.emf) != n+idle {
-		t.Fatalf("%d EMF lines for %d invocations; logs:\n%s", len(p.emf), n+idle, p.logs)
-	}
 	return p
 }
 
@@ -192,7 +184,10 @@ func measurePrime(t testing.TB, exe, caFile string, up *upstashtest.Env, c prime
 		if certDir != "" {
 			env["SSL_CERT_DIR"] = certDir
 		}
-		p := runColdProcessIdle(t, exe, env, primeDecisions, primeIdle, func(i int) string { return ipOf(block+r, base+i) })
+		p := runColdProcess(t, "AuthorizerFunction", exe, env, func(i int) string { return ipOf(block+r, base+i) })
+		if len(p.emf) != len(p.durations) {
+			t.Fatalf("%d EMF lines for %d invocations; logs:\n%s", len(p.emf), len(p.durations), p.logs)
+		}
 		row.init = append(row.init, p.init)
 		row.first = append(row.first, p.durations[0])
 		row.steady = append(row.steady, latencies(p.durations[primeSteadyAt:primeDecisions]).pct(0.5))
@@ -232,26 +227,7 @@ func measurePrime(t testing.TB, exe, caFile string, up *upstashtest.Env, c prime
 // for the authorizer.
 func floorProcess(t testing.TB, exe string) (first, steady, afterIdle time.Duration) {
 	t.Helper()
-	f, err := lambdaemu.New(lambdaemu.Config{Name: "Floor", Executable: exe, MaxProcs: 1, Logs: io.Discard, Timeout: 30 * time.Second, MemoryMB: 256})
-	if err != nil {
-		t.Fatalf("lambdaemu: %v", err)
-	}
-	defer f.Close()
-	var ds latencies
-	for i := 0; i < primeDecisions+primeIdle; i++ {
-		if i >= primeDecisions {
-			time.Sleep(primeIdleGap)
-		}
-		ev, err := json.Marshal(anonymousEvent(ipOf(250, i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := f.Invoke(context.Background(), ev)
-		if err != nil || res.Error != nil {
-			t.Fatalf("runtime floor, invocation %d: %v %v", i+1, err, res.Error)
-		}
-		ds = append(ds, res.Duration)
-	}
+	ds := latencies(runColdProcess(t, "Floor", exe, nil, func(i int) string { return ipOf(250, i) }).durations)
 	return ds[0], ds[primeSteadyAt:primeDecisions].pct(0.5), ds[primeDecisions:].pct(0.5)
 }
 
