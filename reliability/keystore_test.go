@@ -34,8 +34,6 @@ import (
 //   - a malformed key is refused (401) without a DynamoDB call, outage or
 //     not.
 
-func newFakeClock() *fakeclock.Clock { return fakeclock.New(time.Now()) }
-
 // dynamoKeys is a keys table on dynalite reached through a fault proxy.
 type dynamoKeys struct {
 	px    *faultproxy.Server
@@ -135,7 +133,7 @@ func TestKeyStoreDown(t *testing.T) {
 			t.Parallel()
 			dk := newDynamoKeys(t, endpoint)
 			warm, cold := dk.issue(t, "authenticated"), dk.issue(t, "premium")
-			clock := newFakeClock()
+			clock := fakeclock.New(time.Now())
 			lim, err := limiter.New(limiter.Config{})
 			if err != nil {
 				t.Fatal(err)

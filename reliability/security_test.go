@@ -21,6 +21,7 @@ import (
 	"github.com/bucketgate/bucketgate/internal/authorizer"
 	"github.com/bucketgate/bucketgate/internal/limiter"
 	"github.com/bucketgate/bucketgate/internal/testutil/dynamotest"
+	"github.com/bucketgate/bucketgate/internal/testutil/fakeclock"
 	"github.com/bucketgate/bucketgate/internal/testutil/faultproxy"
 	"github.com/bucketgate/bucketgate/internal/testutil/upstashtest"
 )
@@ -459,7 +460,7 @@ func TestRevokedKeyStopsWithinTTL(t *testing.T) {
 	for _, mk := range []func(*testing.T) store{fileStore, dynamoStore} {
 		s := mk(t)
 		t.Run(s.name, func(t *testing.T) {
-			clock := newFakeClock()
+			clock := fakeclock.New(time.Now())
 			lim, err := limiter.New(limiter.Config{})
 			if err != nil {
 				t.Fatal(err)
