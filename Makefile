@@ -93,7 +93,7 @@ FUZZTIME ?= 20s
 FUZZ_TARGETS := \
 	./internal/limiter:FuzzParseLimit ./internal/limiter:FuzzParseTierLimits \
 	./internal/limiter:FuzzParseRouteCosts ./internal/limiter:FuzzParseFailureMode \
-	./internal/limiter:FuzzUpstashReply \
+	./internal/limiter:FuzzUpstashReply ./internal/limiter:FuzzPlainParams \
 	./internal/upstash:FuzzClientReply \
 	./internal/authorizer:FuzzHandleEvent ./internal/authorizer:FuzzLoadSettings \
 	./internal/local/sam:FuzzRenderTemplate ./internal/local/sam:FuzzMappingValue ./internal/local/sam:FuzzGatewayResponses \

@@ -58,7 +58,8 @@ var bgLimit = limiter.PerSecond(perSec)
 func (b bucketgateMemory) allow(key string) bool {
 	var buckets [1]limiter.Bucket
 	buckets[0] = limiter.Bucket{Key: key, Limit: bgLimit}
-	r, err := b.m.AllowNow(limiter.Request{Buckets: buckets[:], Cost: 1})
+	var r limiter.Result
+	err := b.m.AllowNow(limiter.Request{Buckets: buckets[:], Cost: 1}, &r)
 	return err == nil && r.Allowed
 }
 

@@ -323,7 +323,7 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayCustomAuthori
 	attrs := []any{"decision", decision, "tier", d.Tier, "caller", d.Caller, "route", logPath(path),
 		"cost", d.Cost, "policy", deciding.Name, "remaining", deciding.Remaining, "source", d.Source, "latencyMs", ms(latency)}
 	if !res.Allowed {
-		attrs = append(attrs, "reason", res.Reason, "retryAfter", d.RetryAfter)
+		attrs = append(attrs, "reason", res.Reason.String(), "retryAfter", d.RetryAfter)
 	}
 	log.Info("decision", attrs...)
 	h.record(m, start)

@@ -49,12 +49,13 @@ func BenchmarkMemoryStore(b *testing.B) {
 		x := seed.Add(0x9E3779B97F4A7C15) | 1
 		var buckets [1]Bucket
 		req := Request{Buckets: buckets[:], Cost: 1}
+		var r Result
 		for pb.Next() {
 			x ^= x << 13
 			x ^= x >> 7
 			x ^= x << 17
 			buckets[0] = Bucket{Key: keys[x%uint64(len(keys))], Limit: l}
-			if _, err := m.AllowNow(req); err != nil {
+			if err := m.AllowNow(req, &r); err != nil {
 				b.Fatal(err)
 			}
 		}

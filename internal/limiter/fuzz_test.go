@@ -226,10 +226,10 @@ func FuzzUpstashReply(f *testing.F) {
 			t.Fatalf("Limit %d, Remaining %d", r.Limit, r.Remaining)
 		case r.ResetAfter < 0 || r.RetryAfter < 0 || r.Window <= 0:
 			t.Fatalf("durations: %+v", r)
-		case r.Allowed && (r.RetryAfter != 0 || r.Reason != ""):
-			t.Fatalf("allowed with RetryAfter %s, Reason %q", r.RetryAfter, r.Reason)
-		case !r.Allowed && (r.RetryAfter <= 0 || r.Reason == ""):
-			t.Fatalf("denied with RetryAfter %s, Reason %q", r.RetryAfter, r.Reason)
+		case r.Allowed && (r.RetryAfter != 0 || r.Reason != limiter.ReasonNone):
+			t.Fatalf("allowed with RetryAfter %s, Reason %v", r.RetryAfter, r.Reason)
+		case !r.Allowed && (r.RetryAfter <= 0 || r.Reason == limiter.ReasonNone):
+			t.Fatalf("denied with RetryAfter %s, Reason %v", r.RetryAfter, r.Reason)
 		}
 	})
 }

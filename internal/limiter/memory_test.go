@@ -184,8 +184,9 @@ func TestMemoryStoreZeroAllocs(t *testing.T) {
 			if allocs != 0 {
 				t.Errorf("Allow allocates %.1f times per call, want 0", allocs)
 			}
+			var r Result
 			allocs = testing.AllocsPerRun(1000, func() {
-				_, _ = m.AllowNow(tt.req)
+				_ = m.AllowNow(tt.req, &r)
 			})
 			if allocs != 0 {
 				t.Errorf("AllowNow allocates %.1f times per call, want 0", allocs)
@@ -215,8 +216,8 @@ func TestMemoryStoreAllowNowReadsItsClock(t *testing.T) {
 			told := newMemory(t, MemoryConfig{})
 			for _, ms := range steps {
 				now = t0.Add(time.Duration(ms) * time.Millisecond)
-				got, err := clocked.AllowNow(tt.req)
-				if err != nil {
+				got := Result{Reason: ReasonUnavailable, N: 7} // left over: AllowNow overwrites it whole
+				if err := clocked.AllowNow(tt.req, &got); err != nil {
 					t.Fatal(err)
 				}
 				want, err := told.Allow(tt.req, now)
@@ -318,4 +319,62 @@ func bytesPerKey(t testing.TB, n int) float64 {
 	per := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
 	runtime.KeepAlive(m)
 	return per
+}
+
+// FuzzPlainParams: the memory store's one-step path agrees with Validate
+// and resolve. When it takes a request, Validate accepts it and resolve
+// gives the same params; when it declines a plain token bucket that
+// Validate accepts, it is only for a period other than the named four or a
+// rate above MaxBurst (which the general path takes).
+func FuzzPlainParams(f *testing.F) {
+	for _, c := range []struct {
+		keyLen             int
+		rate, burst, cost  int64
+		periodMs           int64
+		quotaLimit, quotaP int64
+	}{
+		{keyLen: 20, rate: 100, burst: 100, cost: 1, periodMs: 1000},
+		{keyLen: 1, rate: 1, burst: MaxBurst, cost: MaxCost, periodMs: 86_400_000},
+		{keyLen: 0, rate: 6, burst: 10, cost: 1, periodMs: 60_000},
+		{keyLen: MaxKeyLen, rate: 6, burst: 10, cost: 1, periodMs: 3_600_000},
+		{keyLen: MaxKeyLen + 1, rate: 6, burst: 10, cost: 1, periodMs: 60_000},
+		{keyLen: 5, rate: 6, burst: 10, cost: 0, periodMs: 60_000},
+		{keyLen: 5, rate: 6, burst: 0, cost: 1, periodMs: 60_000},
+		{keyLen: 5, rate: 0, burst: 6, cost: 1, periodMs: 60_000},
+		{keyLen: 5, rate: MaxBurst + 1, burst: 6, cost: 1, periodMs: 86_400_000},
+		{keyLen: 5, rate: 6, burst: 10, cost: MaxCost + 1, periodMs: 60_000},
+		{keyLen: 5, rate: 6, burst: 10, cost: 1, periodMs: 100},
+		{keyLen: 5, rate: 6, burst: 10, cost: 1, periodMs: 60_000, quotaLimit: 5, quotaP: int64(QuotaDay)},
+		{keyLen: 5, rate: 6, burst: 10, cost: 1, periodMs: 60_000, quotaLimit: 5, quotaP: 9},
+	} {
+		f.Add(c.keyLen, c.rate, c.burst, c.cost, c.periodMs, c.quotaLimit, c.quotaP)
+	}
+	f.Fuzz(func(t *testing.T, keyLen int, rate, burst, cost, periodMs, quotaLimit, quotaP int64) {
+		if keyLen < 0 || keyLen > 2*MaxKeyLen {
+			return
+		}
+		b := Bucket{
+			Key:   string(make([]byte, keyLen)),
+			Limit: Limit{Rate: rate, Burst: burst, Period: time.Duration(periodMs) * time.Millisecond},
+			Quota: Quota{Limit: quotaLimit, Period: QuotaPeriod(quotaP)},
+		}
+		req := Request{Buckets: []Bucket{b}, Cost: cost}
+		valid := req.Validate() == nil
+		p, ok := plainParams(&b, cost)
+		if ok {
+			if !valid {
+				t.Fatalf("plainParams takes %+v (cost %d), which Validate refuses: %v", b.Limit, cost, req.Validate())
+			}
+			var want [1]params
+			resolve(req, unscaled, time.Unix(0, 0), want[:])
+			if diff := cmp.Diff(want[0], p, cmp.AllowUnexported(params{})); diff != "" {
+				t.Fatalf("plainParams differs from resolve (-want +got):\n%s", diff)
+			}
+			return
+		}
+		named := b.Limit.Period == time.Second || b.Limit.Period == time.Minute || b.Limit.Period == time.Hour || b.Limit.Period == 24*time.Hour
+		if valid && b.Quota.IsZero() && named && rate <= MaxBurst {
+			t.Fatalf("plainParams declines %+v (cost %d), a plain bucket Validate accepts", b.Limit, cost)
+		}
+	})
 }

@@ -37,7 +37,7 @@ func TestPolicyBehaviour(t *testing.T) {
 		cost        int64
 		wantAllowed bool
 		wantRetry   time.Duration
-		wantReason  string
+		wantReason  Reason
 		reported    int
 		want        []BucketState
 	}

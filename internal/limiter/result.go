@@ -126,16 +126,35 @@ func (s Source) String() string {
 	return fmt.Sprintf("Source(%d)", int(s))
 }
 
-// Reasons for a denial, in Result.Reason.
+// Reason says why a request was denied. It is a number, not a string, so
+// that a Result holds no pointer: zeroing or copying one is then a plain
+// memory clear or copy, with no write barrier (measured: 70 instructions
+// of a memory-store decision's 760).
+type Reason uint8
+
+// Reasons for a denial, in Result.Reason. The zero value, ReasonNone, is
+// an allowed request's.
 const (
+	ReasonNone Reason = iota
 	// ReasonOverLimit: a bucket holds fewer tokens than the request costs.
-	ReasonOverLimit = "over_limit"
+	ReasonOverLimit
 	// ReasonCostExceedsBurst: the cost is larger than a bucket's capacity,
 	// so the request can never pass.
-	ReasonCostExceedsBurst = "cost_exceeds_burst"
+	ReasonCostExceedsBurst
 	// ReasonUnavailable: Upstash failed and the failure mode is closed.
-	ReasonUnavailable = "limiter_unavailable"
+	ReasonUnavailable
 )
+
+var reasonNames = [...]string{"", "over_limit", "cost_exceeds_burst", "limiter_unavailable"}
+
+// String returns the reason's name as used in logs: "" (none),
+// "over_limit", "cost_exceeds_burst" or "limiter_unavailable".
+func (r Reason) String() string {
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return fmt.Sprintf("Reason(%d)", int(r))
+}
 
 // Result is one decision. Buckets[:N] describe every bucket of the
 // request, in order; the top-level numbers repeat one of them, the
@@ -167,9 +186,9 @@ type Result struct {
 	Window time.Duration
 	// Source says where the decision came from.
 	Source Source
-	// Reason is empty when allowed, else one of ReasonOverLimit,
+	// Reason is ReasonNone when allowed, else one of ReasonOverLimit,
 	// ReasonCostExceedsBurst, ReasonUnavailable.
-	Reason string
+	Reason Reason
 	// Reported is the index of the reported bucket.
 	Reported int
 	// N is the number of buckets decided; Buckets[:N] hold them.

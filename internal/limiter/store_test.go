@@ -100,7 +100,7 @@ type view struct {
 	Limit, Remaining               int64
 	ResetAfter, RetryAfter, Window time.Duration
 	Source                         Source
-	Reason                         string
+	Reason                         Reason
 }
 
 func viewOf(r Result) view {
