@@ -1,15 +1,16 @@
 // Command authorizer is the API Gateway REST Lambda REQUEST authorizer
 // (template.yaml: AuthorizerFunction). Wiring only: configuration is read
 // once per container, clients are built once, and every invocation runs
-// authorizer.Handler.Handle. See package internal/authorizer.
+// authorizer.Handler.Handle through the Runtime API loop of package
+// internal/runtimeapi. See package internal/authorizer.
 package main
 
 import (
 	"context"
 	"os"
 
-	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/bucketgate/bucketgate/internal/authorizer"
+	"github.com/bucketgate/bucketgate/internal/runtimeapi"
 )
 
 func main() {
@@ -25,5 +26,7 @@ func main() {
 		log.Error("start-up failed", "error", err.Error())
 		os.Exit(1)
 	}
-	lambda.Start(h.Handle)
+	err = runtimeapi.Start(runtimeapi.JSON(h.Handle))
+	log.Error("the Lambda Runtime API loop ended", "error", err.Error())
+	os.Exit(1)
 }

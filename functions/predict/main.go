@@ -2,7 +2,6 @@
 // authorizer: wiring only, the handler lives in internal/predict.
 //
 // Environment: LOG_LEVEL (debug, info, warn, error; default info).
-// Build with -tags lambda.norpc for provided.al2023 (make build-PredictFunction).
 package main
 
 import (
@@ -10,9 +9,8 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/aws/aws-lambda-go/lambda"
-
 	"github.com/bucketgate/bucketgate/internal/predict"
+	"github.com/bucketgate/bucketgate/internal/runtimeapi"
 )
 
 func main() {
@@ -25,5 +23,8 @@ func main() {
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	h := predict.New(predict.Config{Logger: logger})
-	lambda.Start(h.Handle)
+	runtimeapi.Warm()
+	err := runtimeapi.Start(runtimeapi.JSON(h.Handle))
+	logger.Error("the Lambda Runtime API loop ended", "error", err.Error())
+	os.Exit(1)
 }

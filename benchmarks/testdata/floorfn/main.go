@@ -1,17 +1,19 @@
 // Command floorfn is the prime figure's runtime floor: a Go Lambda function
 // that decides nothing. It decodes the authorizer's event and answers a
-// fixed Allow, with encoding/json's codecs for both built at init as the
-// authorizer builds them, so that what its first invocation costs more
-// than a steady one is the Lambda runtime loop's (aws-lambda-go) and Go's
-// first run, which every Go function pays.
+// fixed Allow through the authorizer's Runtime API loop (internal/
+// runtimeapi), warmed at init as the authorizer warms it, so that what its
+// first invocation costs more than a steady one is the loop's and Go's
+// first run, which the authorizer pays too.
 package main
 
 import (
 	"context"
-	"encoding/json"
+	"fmt"
+	"os"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/bucketgate/bucketgate/internal/runtimeapi"
 )
 
 func allow(_ context.Context, e events.APIGatewayCustomAuthorizerRequestTypeRequest) (events.APIGatewayCustomAuthorizerResponse, error) {
@@ -26,11 +28,10 @@ func allow(_ context.Context, e events.APIGatewayCustomAuthorizerRequestTypeRequ
 }
 
 func main() {
-	var e events.APIGatewayCustomAuthorizerRequestTypeRequest
-	if json.Unmarshal([]byte(`{"type":"REQUEST","methodArn":"arn:aws:execute-api:us-east-1:123456789012:init/v1/POST/predict","resource":"/predict","path":"/predict","httpMethod":"POST","headers":{"Accept":"*/*"},"multiValueHeaders":{"Accept":["*/*"]},"requestContext":{"requestId":"init","identity":{"sourceIp":"192.0.2.1"}}}`), &e) == nil {
-		if res, err := allow(context.Background(), e); err == nil {
-			_, _ = json.Marshal(res)
-		}
-	}
-	lambda.Start(allow)
+	h := runtimeapi.JSON(allow)
+	_, _ = h(context.Background(), []byte(`{"type":"REQUEST","methodArn":"arn:aws:execute-api:us-east-1:123456789012:init/v1/POST/predict","resource":"/predict","path":"/predict","httpMethod":"POST","headers":{"Accept":"*/*"},"multiValueHeaders":{"Accept":["*/*"]},"requestContext":{"requestId":"init","identity":{"sourceIp":"192.0.2.1"}}}`))
+	runtimeapi.Warm()
+	err := runtimeapi.Start(h)
+	fmt.Fprintln(os.Stderr, "floorfn:", err)
+	os.Exit(1)
 }
