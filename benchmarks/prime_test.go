@@ -352,10 +352,10 @@ func benchPrime(t *testing.T) {
 	rep.line("")
 	ff, fs, fi := floorFirst.pct(0.5), floorSteady.pct(0.5), floorIdle.pct(0.5)
 	rep.line("Runtime floor: a Go function that decides nothing (benchmarks/testdata/floorfn: decodes the same event, answers a")
-	rep.line("fixed Allow, its JSON codecs built at init as the authorizer's are), %d fresh processes, one per round, through the same", len(floorFirst))
-	rep.line("emulation: first invocation p50 %s, steady p50 %s, after a %s pause p50 %s (first − steady %s). Every Go", fmtDur(ff), fmtDur(fs), primeIdleGap, fmtDur(fi), fmtDur(ff-fs))
-	rep.line("function's first invocation pays that much more than its back-to-back ones, and most of it again after an idle")
-	rep.line("spell; the authorizer's first − steady above includes it.")
+	rep.line("fixed Allow through the authorizer's Runtime API loop, internal/runtimeapi, warmed at init as the authorizer's is), %d", len(floorFirst))
+	rep.line("fresh processes, one per round, through the same emulation: first invocation p50 %s, steady p50 %s, after a %s", fmtDur(ff), fmtDur(fs), primeIdleGap)
+	rep.line("pause p50 %s (first − steady %s). A function on this loop pays that much more on its first invocation than on", fmtDur(fi), fmtDur(ff-fs))
+	rep.line("back-to-back ones, and about as much again after an idle spell; the authorizer's first − steady above includes it.")
 	rep.line("")
 
 	var dtable [][]string
