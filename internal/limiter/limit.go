@@ -104,35 +104,26 @@ func (l Limit) Validate() error {
 	return nil
 }
 
-// unitsPerMs is the refill, in token units per millisecond, of one token
-// per period; 0 when the period is not a whole number of milliseconds
-// dividing a day. The named periods take no division.
 // plainParams is the common case of Validate and resolve in one step: a
-// token bucket (no quota) refilled per second, minute, hour or day, with
-// cost, key, rate and burst in range. It resolves b unscaled, and is false
-// for anything else, valid or not, which takes the general path.
+// token bucket (no quota) with cost, key, rate and burst in range. It
+// resolves b unscaled, and is false for anything else, valid or not (a
+// quota, a rate above MaxBurst), which takes the general path.
 func plainParams(b *Bucket, cost int64) (params, bool) {
 	l := &b.Limit
-	var per int64
-	switch l.Period {
-	case time.Second:
-		per = unitsPerToken / 1000
-	case time.Minute:
-		per = unitsPerToken / 60_000
-	case time.Hour:
-		per = unitsPerToken / 3_600_000
-	case 24 * time.Hour:
-		per = 1
-	default:
-		return params{}, false
-	}
 	if cost < 1 || cost > MaxCost || uint(len(b.Key)-1) >= MaxKeyLen || b.Quota.Period != NoQuota ||
 		l.Rate < 1 || l.Rate > MaxBurst || l.Burst < 1 || l.Burst > MaxBurst {
+		return params{}, false
+	}
+	per := unitsPerMs(l.Period)
+	if per == 0 {
 		return params{}, false
 	}
 	return params{cap: l.Burst * unitsPerToken, perMs: l.Rate * per}, true
 }
 
+// unitsPerMs is the refill, in token units per millisecond, of one token
+// per period; 0 when the period is not a whole number of milliseconds
+// dividing a day. The named periods take no division.
 func unitsPerMs(period time.Duration) int64 {
 	const day = 24 * time.Hour
 	switch period {

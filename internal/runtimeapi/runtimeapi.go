@@ -194,7 +194,7 @@ func (g *group) works(c *conn) bool {
 	defer g.mu.Unlock()
 	delete(g.waiting, c)
 	if g.stopped {
-		_ = c.nc.SetReadDeadline(time.Time{})
+		c.resume()
 	}
 	return !g.stopped
 }
@@ -204,7 +204,7 @@ func (g *group) stop() {
 	defer g.mu.Unlock()
 	g.stopped = true
 	for c := range g.waiting {
-		_ = c.nc.SetReadDeadline(time.Now())
+		c.interrupt()
 	}
 }
 
@@ -261,12 +261,33 @@ func errorBody(err error, panicked bool) []byte {
 	return b
 }
 
-// conn is a keep-alive HTTP/1.1 connection to the Runtime API.
+// conn is a keep-alive HTTP/1.1 connection to the Runtime API, used by
+// one loop; only interrupt and resume come from elsewhere (its group).
 type conn struct {
 	api string
-	nc  net.Conn
 	br  *bufio.Reader
 	buf []byte // the request being written, reused
+
+	mu          sync.Mutex // guards nc against interrupt while it is replaced
+	nc          net.Conn
+	interrupted bool // reads are cut short (the group stopped)
+}
+
+// interrupt cuts short the read in progress on c, if any, and any later
+// one, on this connection or the next.
+func (c *conn) interrupt() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.interrupted = true
+	_ = c.nc.SetReadDeadline(time.Now())
+}
+
+// resume lifts interrupt.
+func (c *conn) resume() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.interrupted = false
+	_ = c.nc.SetReadDeadline(time.Time{})
 }
 
 const prefix = "/2018-06-01/runtime/invocation/"
@@ -303,7 +324,12 @@ func (c *conn) roundTrip(req []byte) (*http.Response, []byte, error) {
 		if derr != nil {
 			return nil, nil, fmt.Errorf("runtimeapi: reconnecting to the Runtime API: %w", derr)
 		}
+		c.mu.Lock()
 		c.nc, c.br = nc, bufio.NewReaderSize(nc, 16<<10)
+		if c.interrupted {
+			_ = nc.SetReadDeadline(time.Now())
+		}
+		c.mu.Unlock()
 	}
 	return res, body, nil
 }

@@ -261,33 +261,47 @@ func TestStartSettings(t *testing.T) {
 }
 
 // TestStartConcurrent: with AWS_LAMBDA_MAX_CONCURRENCY=3 every invocation
-// is answered, over three connections.
+// is answered, over three connections at a time (new ones when the API
+// closes them), and the loops end together once the API fails.
 func TestStartConcurrent(t *testing.T) {
-	var events []event
-	for i := range 30 {
-		events = append(events, event{id: "m" + strconv.Itoa(i), payload: `{"n":` + strconv.Itoa(100+i) + `}`})
+	tests := []struct {
+		name      string
+		closeEach bool
+		wantConns func(n int) bool
+	}{
+		{name: "keep-alive", wantConns: func(n int) bool { return n == 3 }},
+		{name: "the API closes every connection", closeEach: true, wantConns: func(n int) bool { return n > 3 }},
 	}
-	f := startFake(t, events...)
-	t.Setenv("AWS_LAMBDA_RUNTIME_API", f.addr())
-	t.Setenv("AWS_LAMBDA_MAX_CONCURRENCY", "3")
-	if err := Start(JSON(double)); err == nil {
-		t.Fatal("Start returned nil")
-	}
-	got := map[string]string{}
-	for _, p := range f.recorded() {
-		got[p.Path] = p.Body
-	}
-	for i := range 30 {
-		id := "m" + strconv.Itoa(i)
-		b, _ := json.Marshal(out{Double: 2 * (100 + i), ID: id})
-		if g := got["/2018-06-01/runtime/invocation/"+id+"/response"]; g != string(b) {
-			t.Errorf("%s: response %q, want %q", id, g, b)
-		}
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.remotes) != 3 {
-		t.Errorf("invocations went to %d connections, want 3", len(f.remotes))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var events []event
+			for i := range 30 {
+				events = append(events, event{id: "m" + strconv.Itoa(i), payload: `{"n":` + strconv.Itoa(100+i) + `}`})
+			}
+			f := startFake(t, events...)
+			f.closeEach = tt.closeEach
+			t.Setenv("AWS_LAMBDA_RUNTIME_API", f.addr())
+			t.Setenv("AWS_LAMBDA_MAX_CONCURRENCY", "3")
+			if err := Start(JSON(double)); err == nil || !strings.Contains(err.Error(), "status 500") {
+				t.Fatalf("Start = %v, want the API's failure", err)
+			}
+			got := map[string]string{}
+			for _, p := range f.recorded() {
+				got[p.Path] = p.Body
+			}
+			for i := range 30 {
+				id := "m" + strconv.Itoa(i)
+				b, _ := json.Marshal(out{Double: 2 * (100 + i), ID: id})
+				if g := got["/2018-06-01/runtime/invocation/"+id+"/response"]; g != string(b) {
+					t.Errorf("%s: response %q, want %q", id, g, b)
+				}
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if !tt.wantConns(len(f.remotes)) {
+				t.Errorf("invocations went to %d connections", len(f.remotes))
+			}
+		})
 	}
 }
 
