@@ -128,8 +128,9 @@ func (s Source) String() string {
 
 // Reason says why a request was denied. It is a number, not a string, so
 // that a Result holds no pointer: zeroing or copying one is then a plain
-// memory clear or copy, with no write barrier (measured: 70 instructions
-// of a memory-store decision's 760).
+// memory clear or copy, with no write barrier (with a string, clearing the
+// caller's Result cost a memory-store decision 70 instructions more, about
+// a tenth; docs/BENCHMARKS-memory.md).
 type Reason uint8
 
 // Reasons for a denial, in Result.Reason. The zero value, ReasonNone, is
