@@ -20,8 +20,8 @@
 // invocation at a time, _X_AMZN_TRACE_ID is set to the invocation's trace
 // header (the AWS SDK propagates it). A handler error is posted to
 // /error with its message (API Gateway reads "Unauthorized" there as a
-// 401) and its type; a panic is posted likewise and then ends the loop, so
-// that Lambda replaces the container. AWS_LAMBDA_MAX_CONCURRENCY above 1
+// 401) and its type; a panic is posted likewise, its stack written to
+// stderr, and then ends the loop, so that Lambda replaces the container. AWS_LAMBDA_MAX_CONCURRENCY above 1
 // (Lambda Managed Instances) runs that many loops, each on a connection of
 // its own.
 package runtimeapi
@@ -39,6 +39,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -229,11 +230,16 @@ func call(inv invocation, h Handler) (out []byte, panicked bool, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			out, panicked, err = nil, true, fmt.Errorf("%v", v)
+			fmt.Fprintf(panicLog, "runtimeapi: the handler panicked on invocation %s: %v\n%s", inv.id, v, debug.Stack())
 		}
 	}()
 	out, err = h(ctx, inv.payload)
 	return out, false, err
 }
+
+// panicLog receives a panic's stack (the function's log in Lambda); the
+// Runtime API gets its message only.
+var panicLog io.Writer = os.Stderr
 
 // errorType names err for the Runtime API as lambda.Start does: its type's
 // name without the pointer (e.g. "errorString"), or "Runtime.Panic".

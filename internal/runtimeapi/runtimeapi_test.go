@@ -191,6 +191,9 @@ func TestServe(t *testing.T) {
 			wantErr: "status 500",
 		},
 	}
+	var logged strings.Builder
+	panicLog = &logged
+	t.Cleanup(func() { panicLog = os.Stderr })
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := startFake(t, tt.events...)
@@ -203,6 +206,13 @@ func TestServe(t *testing.T) {
 				t.Errorf("posts (-want +got):\n%s", diff)
 			}
 		})
+	}
+	// The panic's stack went to the log, naming the invocation and the
+	// handler.
+	for _, want := range []string{"panicked on invocation p1: thirteen", "runtimeapi.double("} {
+		if !strings.Contains(logged.String(), want) {
+			t.Errorf("panic log lacks %q:\n%s", want, logged.String())
+		}
 	}
 }
 
