@@ -103,11 +103,13 @@ func Start(h Handler) error {
 			errs <- err
 		}()
 	}
-	first := <-errs // the loop that stopped the others
-	for range n - 1 {
-		<-errs
+	var first error // the loop's that stopped the others: only stopped ones end without one
+	for range n {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
 	}
-	if first == nil { // not reached: a loop ends without an error only once stopped
+	if first == nil { // not reached
 		first = errors.New("runtimeapi: the invocation loops ended")
 	}
 	return first

@@ -50,6 +50,7 @@ func startFake(t *testing.T, events ...event) *fakeAPI {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /2018-06-01/runtime/invocation/next", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
+		f.remotes[r.RemoteAddr] = true
 		if len(f.queue) == 0 {
 			// Fail only once every invocation handed out is answered, as
 			// a Runtime API that fails between invocations.
@@ -292,7 +293,24 @@ func TestStartConcurrent(t *testing.T) {
 			f.closeEach = tt.closeEach
 			t.Setenv("AWS_LAMBDA_RUNTIME_API", f.addr())
 			t.Setenv("AWS_LAMBDA_MAX_CONCURRENCY", "3")
-			if err := Start(JSON(double)); err == nil || !strings.Contains(err.Error(), "status 500") {
+			// The first three invocations wait for each other: only three
+			// loops at once can answer them.
+			var started sync.WaitGroup
+			started.Add(3)
+			together := func(ctx context.Context, e in) (out, error) {
+				if e.N < 103 {
+					started.Done()
+					done := make(chan struct{})
+					go func() { started.Wait(); close(done) }()
+					select {
+					case <-done:
+					case <-time.After(10 * time.Second):
+						return out{}, errors.New("the first three invocations did not run at once")
+					}
+				}
+				return double(ctx, e)
+			}
+			if err := Start(JSON(together)); err == nil || !strings.Contains(err.Error(), "status 500") {
 				t.Fatalf("Start = %v, want the API's failure", err)
 			}
 			got := map[string]string{}
