@@ -43,7 +43,7 @@ type shard struct {
 	rnd   uint32   // xorshift state for sampling
 	// The fields above fill one cache line; this pads a shard to two.
 	// x86 prefetches lines in pairs, so a neighbour sharing the pair would
-	// share its traffic between cores (measured: 3-5 % of a decision on
+	// share its traffic between cores (measured: 2-5 % of a decision on
 	// two cores, bench/).
 	_ [64]byte
 }

@@ -8,7 +8,7 @@
 // (a goroutine hand-off for every write and read); this loop keeps one
 // keep-alive connection, writes each request in one system call and reads
 // each reply on the calling goroutine. Through the Runtime API emulation
-// (benchmarks, "First decision of a cold container") that took a function
+// (docs/BENCHMARKS.md, "Follow-up (2026-12-04)") that took a function
 // that decides nothing from 293 µs to 94 µs per back-to-back invocation and
 // its first invocation from 976 µs to 459 µs. Everything else stays
 // aws-lambda-go's: the event types, and lambdacontext in the handler's
@@ -21,9 +21,9 @@
 // header (the AWS SDK propagates it). A handler error is posted to
 // /error with its message (API Gateway reads "Unauthorized" there as a
 // 401) and its type; a panic is posted likewise, its stack written to
-// stderr, and then ends the loop, so that Lambda replaces the container. AWS_LAMBDA_MAX_CONCURRENCY above 1
-// (Lambda Managed Instances) runs that many loops, each on a connection of
-// its own.
+// stderr, and then ends the loop, so that Lambda replaces the container.
+// AWS_LAMBDA_MAX_CONCURRENCY above 1 (Lambda Managed Instances) runs that
+// many loops, each on a connection of its own, which end together.
 package runtimeapi
 
 import (
