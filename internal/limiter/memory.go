@@ -81,17 +81,6 @@ func (m *MemoryStore) allowTo(r *Result, req Request, now int64) error {
 	if err := req.Validate(); err != nil {
 		return err
 	}
-	if len(req.Buckets) == 1 {
-		b := &req.Buckets[0]
-		var p params
-		if b.Quota.IsZero() {
-			p = tokenParams(b.Limit, ppmOne) // resolve's, unscaled
-		} else {
-			p = quotaParams(b.Quota, time.UnixMilli(now))
-		}
-		m.decideOne(r, b.Key, p, req.Cost, now)
-		return nil
-	}
 	var ps [MaxBuckets]params
 	resolve(req, unscaled, time.UnixMilli(now), ps[:len(req.Buckets)])
 	m.decideTo(r, req, ps[:len(req.Buckets)], now)
