@@ -23,7 +23,6 @@ func main() {
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	h := predict.New(predict.Config{Logger: logger})
-	runtimeapi.Warm()
 	err := runtimeapi.Start(runtimeapi.JSON(h.Handle))
 	logger.Error("the Lambda Runtime API loop ended", "error", err.Error())
 	os.Exit(1)

@@ -144,20 +144,19 @@ func Build(ctx context.Context, s Settings, log *slog.Logger, metrics io.Writer)
 // warm makes one decision at init, end to end but on nothing: an
 // anonymous request through a copy of the handler whose limiter answers
 // without a store and whose logs and metrics go nowhere, invoked through
-// the same JSON wrapper as the Runtime API loop invokes it; then the loop's
-// own reading and writing (runtimeapi.Warm). The code every decision runs
-// for the first time in a process (encoding/json building its per-type
-// codecs for the event, the response and the EMF line; the JSON logger;
-// the policy assembly; parsing the Runtime API's reply) then runs here, in
-// init, rather than in the first request (docs/BENCHMARKS.md, "First
-// decision of a cold container"). Nothing is charged, written or counted.
+// the same JSON wrapper as the Runtime API loop invokes it (the loop warms
+// its own reading and writing when it starts). The code every decision
+// runs for the first time in a process (encoding/json building its
+// per-type codecs for the event, the response and the EMF line; the JSON
+// logger; the policy assembly) then runs here, in init, rather than in the
+// first request (docs/BENCHMARKS.md, "First decision of a cold
+// container"). Nothing is charged, written or counted.
 func (h *Handler) warm(ctx context.Context) {
 	w := &Handler{cfg: h.cfg, fillIn: h.fillIn, now: h.now,
 		log: slog.New(slog.NewJSONHandler(io.Discard, nil)), metrics: &emf{w: io.Discard}}
 	w.cfg.Limiter = nothingLimiter{}
 	raw := []byte(`{"type":"REQUEST","methodArn":"arn:aws:execute-api:us-east-1:123456789012:init/v1/POST/predict","resource":"/predict","path":"/predict","httpMethod":"POST","headers":{"Accept":"*/*"},"multiValueHeaders":{"Accept":["*/*"]},"requestContext":{"requestId":"init","identity":{"sourceIp":"192.0.2.1"}}}`)
 	_, _ = runtimeapi.JSON(w.Handle)(ctx, raw)
-	runtimeapi.Warm()
 }
 
 // nothingLimiter allows every request on full buckets, with no store.

@@ -28,7 +28,6 @@ package runtimeapi
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -72,7 +71,10 @@ func JSON[In, Out any](f func(context.Context, In) (Out, error)) Handler {
 // Start serves invocations from the Runtime API that AWS_LAMBDA_RUNTIME_API
 // names, AWS_LAMBDA_MAX_CONCURRENCY loops at once (default 1), until one
 // fails; it returns that loop's error, after which the process should exit.
+// First it runs the loop's own code once on a canned invocation (warm), so
+// that the first real one does not pay for that.
 func Start(h Handler) error {
+	_ = warm()
 	api := os.Getenv("AWS_LAMBDA_RUNTIME_API")
 	if api == "" {
 		return errors.New("runtimeapi: AWS_LAMBDA_RUNTIME_API is not set (run the function in Lambda or under cmd/local)")
@@ -405,23 +407,19 @@ func (c *conn) post(id, what, errType string, body []byte) error {
 
 // headerSafe keeps s to the printable ASCII a header value may hold.
 func headerSafe(s string) string {
-	return string(bytes.Map(func(r rune) rune {
+	return strings.Map(func(r rune) rune {
 		if r < 0x20 || r > 0x7e {
 			return '_'
 		}
 		return r
-	}, []byte(s)))
+	}, s)
 }
 
-var warmOnce sync.Once
-
-// Warm runs, once per process and without a Runtime API, the code the
-// loop's first invocation would otherwise run for the first time: reading
-// a reply and writing a request. Call it at init.
-func Warm() { warmOnce.Do(func() { _ = warm() }) }
-
-// warm is Warm's work: one invocation read from a canned reply, and its
-// response posted into nothing.
+// warm runs, without a Runtime API, the code the loop's first invocation
+// would otherwise run for the first time in the process: one invocation
+// read from a canned reply, and its response posted into nothing. Start
+// calls it, still in Lambda's init phase (which ends at the first GET
+// next).
 func warm() error {
 	c := &conn{api: "127.0.0.1:9001", nc: discardConn{}}
 	c.br = bufio.NewReader(strings.NewReader("HTTP/1.1 200 OK\r\n" +
@@ -437,7 +435,7 @@ func warm() error {
 	return c.post(inv.id, "response", "", inv.payload)
 }
 
-// discardConn is a net.Conn that swallows writes (for Warm).
+// discardConn is a net.Conn that swallows writes (for warm).
 type discardConn struct{ net.Conn }
 
 func (discardConn) Write(b []byte) (int, error) { return len(b), nil }

@@ -30,7 +30,6 @@ func allow(_ context.Context, e events.APIGatewayCustomAuthorizerRequestTypeRequ
 func main() {
 	h := runtimeapi.JSON(allow)
 	_, _ = h(context.Background(), []byte(`{"type":"REQUEST","methodArn":"arn:aws:execute-api:us-east-1:123456789012:init/v1/POST/predict","resource":"/predict","path":"/predict","httpMethod":"POST","headers":{"Accept":"*/*"},"multiValueHeaders":{"Accept":["*/*"]},"requestContext":{"requestId":"init","identity":{"sourceIp":"192.0.2.1"}}}`))
-	runtimeapi.Warm()
 	err := runtimeapi.Start(h)
 	fmt.Fprintln(os.Stderr, "floorfn:", err)
 	os.Exit(1)
